@@ -1,0 +1,55 @@
+# qemu-vfio-audio: build the fork from the pinned upstream QEMU source.
+#
+#   make            install the build dependencies (first run, as root),
+#                   fetch and prepare upstream, build build/qemu-system-x86_64
+#   make check      build and run every test (see buildsys/run-checks)
+#   make configure  re-run ./configure with the options it was last given
+#   make clean      drop the objects, keep the prepared tree and download
+#   make distclean  drop build/ entirely
+
+BUILD ?= build
+QEMU_BUILD := $(BUILD)/qemu
+NINJA ?= ninja
+
+# ccache hits across clones: paths below the checkout are made relative.
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := true
+
+.PHONY: all setup configure prepare check clean distclean
+
+all: prepare
+	$(NINJA) -C $(QEMU_BUILD) qemu-system-x86_64
+	@$(BUILD)/qemu-system-x86_64 --version | head -n 1
+
+# Packages come from Debian; once per build tree (again after distclean).
+$(BUILD)/.setup-done: buildsys/setup-debian
+	@if [ "$$(id -u)" = 0 ]; then buildsys/setup-debian; \
+	 else sudo buildsys/setup-debian; fi
+	@mkdir -p $(BUILD) && touch $@
+
+setup:
+	@rm -f $(BUILD)/.setup-done
+	@$(MAKE) --no-print-directory $(BUILD)/.setup-done
+
+# Re-run configure, with the options it was given, when its inputs change.
+$(BUILD)/config.status: $(BUILD)/.setup-done configure upstream-version \
+		buildsys/fetch-upstream buildsys/link-firmware
+	@if [ -x $@ ]; then $@; else ./configure --builddir=$(BUILD); fi
+
+configure: $(BUILD)/.setup-done
+	@if [ -x $(BUILD)/config.status ]; then $(BUILD)/config.status; \
+	 else ./configure --builddir=$(BUILD); fi
+
+# Cheap when nothing changed: patches and our files are synced into the
+# tree only where they differ, so ninja rebuilds only what they touch.
+prepare: $(BUILD)/config.status
+	@buildsys/prepare-tree $(BUILD)/src
+
+check: all
+	buildsys/run-checks $(BUILD)
+
+clean:
+	@if [ -d $(QEMU_BUILD) ]; then $(NINJA) -C $(QEMU_BUILD) clean; fi
+
+distclean:
+	rm -rf $(BUILD)
