@@ -3,7 +3,7 @@
 #   make            install the build dependencies (first run, as root),
 #                   fetch and prepare upstream, build build/qemu-system-x86_64
 #   make check      build and run every test (see buildsys/run-checks)
-#   make configure  re-run ./configure with the options it was last given
+#   make reconfigure  re-run ./configure with the options it was last given
 #   make clean      drop the objects, keep the prepared tree and download
 #   make distclean  drop build/ entirely
 
@@ -15,7 +15,7 @@ NINJA ?= ninja
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all setup configure prepare check clean distclean
+.PHONY: all setup reconfigure prepare check clean distclean
 
 all: prepare
 	$(NINJA) -C $(QEMU_BUILD) qemu-system-x86_64
@@ -36,7 +36,7 @@ $(BUILD)/config.status: $(BUILD)/.setup-done configure upstream-version \
 		buildsys/fetch-upstream buildsys/link-firmware
 	@if [ -x $@ ]; then $@; else ./configure --builddir=$(BUILD); fi
 
-configure: $(BUILD)/.setup-done
+reconfigure: $(BUILD)/.setup-done
 	@if [ -x $(BUILD)/config.status ]; then $(BUILD)/config.status; \
 	 else ./configure --builddir=$(BUILD); fi
 

@@ -1,0 +1,22 @@
+/*
+ * vfio-pci devices on the command line, before any device exists
+ *
+ * Copyright (c) 2026 qemu-vfio-audio developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef HW_VFIO_VFIO_CMDLINE_H
+#define HW_VFIO_VFIO_CMDLINE_H
+
+#include "qapi/qmp/qdict.h"
+
+/*
+ * If @props (the options of one -device, in any syntax) create vfio-pci
+ * or one of its subclasses, return a description for log lines, such as
+ * "vfio-pci (id=gpu, host=0000:01:00.0)"; otherwise NULL.  Free with
+ * g_free().
+ */
+char *vfio_pci_cmdline_describe(const QDict *props);
+
+#endif
