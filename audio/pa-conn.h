@@ -1,0 +1,54 @@
+/*
+ * A PulseAudio connection that survives its server
+ *
+ * Copyright (c) 2026 qemu-vfio-audio developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef AUDIO_PA_CONN_H
+#define AUDIO_PA_CONN_H
+
+#include <pulse/pulseaudio.h>
+#include "qemu/queue.h"
+
+typedef struct PAConn PAConn;
+
+/*
+ * Something that lives on the connection, such as a stream.  Both hooks
+ * run in the main loop with the PulseAudio mainloop locked: @ready when
+ * the context becomes ready (at start, and after every reconnect), @lost
+ * when it goes away, before the context is freed.
+ */
+typedef struct PAConnClient {
+    void (*ready)(struct PAConnClient *client, pa_context *ctx);
+    void (*lost)(struct PAConnClient *client);
+    QLIST_ENTRY(PAConnClient) next;
+} PAConnClient;
+
+/*
+ * Start connecting to @server (NULL: discover it) in the background; log
+ * lines name the audiodev @id.  Never fails for want of a server: it keeps
+ * trying, with backoff, until one answers; fails only if libpulse's
+ * thread cannot start.
+ */
+PAConn *pa_conn_new(const char *server, const char *id, Error **errp);
+void pa_conn_free(PAConn *conn);
+
+/* Lock around every libpulse call on the connection's objects. */
+void pa_conn_lock(PAConn *conn);
+void pa_conn_unlock(PAConn *conn);
+
+/* The context when ready, else NULL.  Call with the lock held. */
+pa_context *pa_conn_context(PAConn *conn);
+
+/* Register @client; its @ready runs now if the context is ready. */
+void pa_conn_add_client(PAConn *conn, PAConnClient *client);
+void pa_conn_remove_client(PAConn *conn, PAConnClient *client);
+
+/* For "info audio": the server in use and how often it came back. */
+const char *pa_conn_server(PAConn *conn);
+unsigned pa_conn_reconnects(PAConn *conn);
+bool pa_conn_is_ready(PAConn *conn);
+
+#endif

@@ -1,0 +1,776 @@
+/*
+ * Low-latency PulseAudio backend: -audiodev pa
+ *
+ * Replaces upstream's audio/paaudio.c under the same driver name and
+ * options.  What differs, and why:
+ *  - the buffer attributes come from the latency target alone (tlength =
+ *    latency, small minreq; capture: small fragments and a backlog bounded
+ *    to twice the latency), and QEMU only produces what the stream can take
+ *    right now, so nothing queues up in front of PulseAudio;
+ *  - the audio timer defaults to 1 ms for pa, so data moves in small steps
+ *    (a 10 ms timer cannot feed a 5 ms buffer);
+ *  - an underrun raises the latency by a bounded step, once per burst, up
+ *    to max-latency, instead of crackling forever;
+ *  - the connection (pa-conn.c) survives the server: while there is none,
+ *    playback is discarded and capture is silence, both at the nominal rate
+ *    so the guest never stalls, and the streams come back with the server.
+ *
+ * Copyright (c) 2026 qemu-vfio-audio developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/module.h"
+#include "qemu/error-report.h"
+#include "qapi/error.h"
+#include "audio.h"
+
+#define AUDIO_CAP "pa"
+#include "audio_int.h"
+#include "pa-conn.h"
+#include "pa-voice.h"
+#include "trace.h"
+
+/* Defaults; bench/ has the measurements behind them. */
+#define PA_OUT_LATENCY_US       5000
+#define PA_IN_LATENCY_US        10000
+#define PA_MAX_LATENCY_US       50000
+#define PA_TIMER_PERIOD_US      1000
+#define PA_FREQUENCY            48000
+
+/* What a latency option may be, in microseconds. */
+#define PA_LATENCY_MIN_US       1000
+#define PA_LATENCY_LIMIT_US     2000000
+
+/* An underrun burst raises the latency once, by this much. */
+#define PA_ADAPT_STEP_US        2000
+#define PA_ADAPT_HOLDOFF_US     100000
+
+/* Room the server asks for at a time: small, so it asks often. */
+#define PA_MINREQ_MAX_US        1000
+
+typedef struct PAAudio {
+    Audiodev *dev;
+    PAConn *conn;
+    QLIST_HEAD(, PAStream) streams;
+    QTAILQ_ENTRY(PAAudio) next;
+} PAAudio;
+
+struct PAStream {
+    PAConnClient client;
+    PAAudio *pa;
+    bool playback;
+    char *name;                 /* the stream's name in PulseAudio */
+    char *device;               /* sink or source, NULL for the default */
+    struct audio_pcm_info *info;
+    pa_sample_spec spec;
+    pa_channel_map map;
+
+    pa_stream *stream;          /* NULL while there is no server */
+    bool enabled;
+    uint32_t latency_us;        /* configured */
+    uint32_t target_us;         /* in force, after adaptation */
+    uint32_t max_latency_us;
+    int64_t last_adjust_us;
+    bool adapt_logged;
+    bool trim_logged;
+
+    RateCtl rate;               /* pacing while there is no server */
+    bool serverless;
+    uint8_t *silence;
+    size_t silence_len;
+
+    const uint8_t *peek;        /* capture fragment being read */
+    size_t peek_len;
+    size_t peek_pos;
+
+    PAStreamStats stats;
+    QLIST_ENTRY(PAStream) next;
+};
+
+typedef struct PAVoiceOut {
+    HWVoiceOut hw;
+    PAStream s;
+} PAVoiceOut;
+
+typedef struct PAVoiceIn {
+    HWVoiceIn hw;
+    PAStream s;
+} PAVoiceIn;
+
+static QTAILQ_HEAD(, PAAudio) pa_audios = QTAILQ_HEAD_INITIALIZER(pa_audios);
+
+/* --- buffer attributes -------------------------------------------------- */
+
+static void stream_attr(PAStream *ps, pa_buffer_attr *ba)
+{
+    uint32_t us = ps->target_us;
+
+    ba->maxlength = -1;
+    ba->tlength = -1;
+    ba->prebuf = -1;
+    ba->minreq = -1;
+    ba->fragsize = -1;
+    if (ps->playback) {
+        ba->tlength = pa_usec_to_bytes(us, &ps->spec);
+        ba->minreq = pa_usec_to_bytes(MIN(us / 4, PA_MINREQ_MAX_US),
+                                      &ps->spec);
+    } else {
+        /* Old data is worth less than none: bound what may pile up. */
+        ba->fragsize = pa_usec_to_bytes(us / 2, &ps->spec);
+        ba->maxlength = pa_usec_to_bytes(us * 2, &ps->spec);
+    }
+}
+
+/* --- stream life, in the main loop with the connection locked ------------ */
+
+static bool stream_ready(PAStream *ps)
+{
+    return ps->stream && pa_stream_get_state(ps->stream) == PA_STREAM_READY;
+}
+
+static bool stream_pending(PAStream *ps)
+{
+    return ps->stream &&
+           pa_stream_get_state(ps->stream) == PA_STREAM_CREATING;
+}
+
+static void underflow_cb(pa_stream *s, void *opaque);
+static void overflow_cb(pa_stream *s, void *opaque);
+
+static void stream_create(PAStream *ps, pa_context *ctx)
+{
+    pa_stream_flags_t flags = PA_STREAM_ADJUST_LATENCY |
+                              PA_STREAM_INTERPOLATE_TIMING |
+                              PA_STREAM_AUTO_TIMING_UPDATE;
+    pa_buffer_attr ba;
+    pa_stream *s;
+    int r;
+
+    if (!ps->enabled) {
+        flags |= PA_STREAM_START_CORKED;
+    }
+    stream_attr(ps, &ba);
+    s = pa_stream_new(ctx, ps->name, &ps->spec, &ps->map);
+    if (!s) {
+        warn_report("audiodev %s: cannot create %s stream %s: %s",
+                    ps->pa->dev->id, ps->playback ? "playback" : "capture",
+                    ps->name, pa_strerror(pa_context_errno(ctx)));
+        return;
+    }
+    if (ps->playback) {
+        pa_stream_set_underflow_callback(s, underflow_cb, ps);
+        pa_stream_set_overflow_callback(s, overflow_cb, ps);
+        r = pa_stream_connect_playback(s, ps->device, &ba, flags, NULL, NULL);
+    } else {
+        r = pa_stream_connect_record(s, ps->device, &ba, flags);
+    }
+    if (r < 0) {
+        warn_report("audiodev %s: cannot connect %s stream %s: %s",
+                    ps->pa->dev->id, ps->playback ? "playback" : "capture",
+                    ps->name, pa_strerror(pa_context_errno(ctx)));
+        pa_stream_unref(s);
+        return;
+    }
+    ps->stream = s;
+    ps->stats.streams++;
+    trace_pa_stream_create(ps->name, ps->target_us, ba.tlength, ba.minreq,
+                           ba.fragsize, ba.maxlength);
+}
+
+static void stream_drop(PAStream *ps)
+{
+    if (!ps->stream) {
+        return;
+    }
+    if (ps->peek) {
+        pa_stream_drop(ps->stream);
+        ps->peek = NULL;
+    }
+    pa_stream_set_underflow_callback(ps->stream, NULL, NULL);
+    pa_stream_set_overflow_callback(ps->stream, NULL, NULL);
+    pa_stream_disconnect(ps->stream);
+    pa_stream_unref(ps->stream);
+    ps->stream = NULL;
+}
+
+static void client_ready(PAConnClient *client, pa_context *ctx)
+{
+    PAStream *ps = container_of(client, PAStream, client);
+
+    stream_drop(ps);
+    stream_create(ps, ctx);
+}
+
+static void client_lost(PAConnClient *client)
+{
+    stream_drop(container_of(client, PAStream, client));
+}
+
+/*
+ * Libpulse's thread, with the connection locked.  An underrun means the
+ * main loop could not keep the buffer filled at this latency; raise it
+ * once per burst, and say so the first time.
+ */
+static void underflow_cb(pa_stream *s, void *opaque)
+{
+    PAStream *ps = opaque;
+    int64_t now = g_get_monotonic_time();
+    pa_buffer_attr ba;
+    pa_operation *op;
+
+    ps->stats.underruns++;
+    trace_pa_underrun(ps->name, ps->stats.underruns, ps->target_us);
+    if (!ps->enabled || ps->target_us >= ps->max_latency_us ||
+        now - ps->last_adjust_us < PA_ADAPT_HOLDOFF_US) {
+        return;
+    }
+    ps->last_adjust_us = now;
+    ps->target_us = MIN(ps->target_us + PA_ADAPT_STEP_US, ps->max_latency_us);
+    ps->stats.adjustments++;
+    stream_attr(ps, &ba);
+    op = pa_stream_set_buffer_attr(s, &ba, NULL, NULL);
+    if (op) {
+        pa_operation_unref(op);
+    }
+    if (!ps->adapt_logged) {
+        ps->adapt_logged = true;
+        warn_report("audiodev %s: playback underran at %u us; latency "
+                    "raised to %u us (at most %u us, out.max-latency); "
+                    "further changes are counted in 'info audio'",
+                    ps->pa->dev->id, ps->target_us - PA_ADAPT_STEP_US,
+                    ps->target_us, ps->max_latency_us);
+    }
+}
+
+static void overflow_cb(pa_stream *s, void *opaque)
+{
+    PAStream *ps = opaque;
+
+    ps->stats.overruns++;
+}
+
+/* --- pacing while there is no server ------------------------------------ */
+
+static size_t serverless_bytes(PAStream *ps)
+{
+    if (!ps->serverless) {
+        ps->serverless = true;
+        audio_rate_start(&ps->rate);
+    }
+    return audio_rate_peek_bytes(&ps->rate, ps->info);
+}
+
+static size_t frames_only(PAStream *ps, size_t bytes)
+{
+    return bytes - bytes % ps->info->bytes_per_frame;
+}
+
+/* Bytes playback may write now; 0 while the stream is being set up. */
+static size_t out_room(PAStream *ps)
+{
+    if (stream_ready(ps)) {
+        size_t n = pa_stream_writable_size(ps->stream);
+
+        ps->serverless = false;
+        return n == (size_t)-1 ? 0 : frames_only(ps, n);
+    }
+    if (stream_pending(ps)) {
+        return 0;
+    }
+    return serverless_bytes(ps);
+}
+
+/* --- playback ------------------------------------------------------------ */
+
+#define PA_OUT(hw) (&container_of(hw, PAVoiceOut, hw)->s)
+#define PA_IN(hw) (&container_of(hw, PAVoiceIn, hw)->s)
+
+static size_t pa_buffer_get_free(HWVoiceOut *hw)
+{
+    PAStream *ps = PA_OUT(hw);
+    size_t n;
+
+    pa_conn_lock(ps->pa->conn);
+    n = out_room(ps);
+    pa_conn_unlock(ps->pa->conn);
+    return n;
+}
+
+/*
+ * The buffer is the stream's own (zero copy).  get and put run in the same
+ * main loop iteration, and only the main loop drops streams, so the stream
+ * that gave the buffer is the one that takes it back.
+ */
+static void *pa_get_buffer_out(HWVoiceOut *hw, size_t *size)
+{
+    PAStream *ps = PA_OUT(hw);
+    void *data = NULL;
+
+    pa_conn_lock(ps->pa->conn);
+    *size = MIN(*size, out_room(ps));
+    if (*size && stream_ready(ps)) {
+        size_t len = *size;
+
+        if (pa_stream_begin_write(ps->stream, &data, &len) < 0) {
+            data = NULL;
+            len = 0;
+        }
+        *size = frames_only(ps, MIN(*size, len));
+    }
+    pa_conn_unlock(ps->pa->conn);
+    return data;
+}
+
+static size_t pa_put_buffer_out(HWVoiceOut *hw, void *buf, size_t size)
+{
+    PAStream *ps = PA_OUT(hw);
+
+    pa_conn_lock(ps->pa->conn);
+    if (buf && stream_ready(ps)) {
+        pa_stream_write(ps->stream, buf, size, NULL, 0, PA_SEEK_RELATIVE);
+        ps->stats.bytes += size;
+    } else if (buf && ps->stream) {
+        pa_stream_cancel_write(ps->stream);
+    } else {
+        audio_rate_add_bytes(&ps->rate, size);
+    }
+    pa_conn_unlock(ps->pa->conn);
+    return size;
+}
+
+static size_t pa_write(HWVoiceOut *hw, void *buf, size_t size)
+{
+    PAStream *ps = PA_OUT(hw);
+
+    pa_conn_lock(ps->pa->conn);
+    size = MIN(size, out_room(ps));
+    if (stream_ready(ps)) {
+        pa_stream_write(ps->stream, buf, size, NULL, 0, PA_SEEK_RELATIVE);
+        ps->stats.bytes += size;
+    } else {
+        audio_rate_add_bytes(&ps->rate, size);
+    }
+    pa_conn_unlock(ps->pa->conn);
+    return size;
+}
+
+/* --- capture ------------------------------------------------------------- */
+
+/*
+ * More than twice the latency waiting means the guest fell behind: keep
+ * the newest latency's worth, so the microphone never lags for good.
+ */
+static void trim_backlog(PAStream *ps)
+{
+    size_t keep = pa_usec_to_bytes(ps->target_us, &ps->spec);
+    size_t avail = pa_stream_readable_size(ps->stream);
+    size_t dropped = 0;
+    const void *data;
+    size_t len;
+
+    if (avail == (size_t)-1 || avail <= keep * 2) {
+        return;
+    }
+    while (avail > keep && pa_stream_peek(ps->stream, &data, &len) == 0 &&
+           len) {
+        pa_stream_drop(ps->stream);
+        dropped += len;
+        avail -= MIN(avail, len);
+    }
+    ps->stats.overruns++;
+    trace_pa_capture_trim(ps->name, dropped);
+    if (!ps->trim_logged) {
+        ps->trim_logged = true;
+        warn_report("audiodev %s: the guest fell behind on capture; dropped "
+                    "%" PRIu64 " us of old input to keep in.latency",
+                    ps->pa->dev->id,
+                    (uint64_t)pa_bytes_to_usec(dropped, &ps->spec));
+    }
+}
+
+static void *pa_get_buffer_in(HWVoiceIn *hw, size_t *size)
+{
+    PAStream *ps = PA_IN(hw);
+    void *buf = NULL;
+
+    pa_conn_lock(ps->pa->conn);
+    if (stream_ready(ps)) {
+        ps->serverless = false;
+        if (!ps->peek) {
+            const void *data;
+            size_t len;
+
+            trim_backlog(ps);
+            if (pa_stream_peek(ps->stream, &data, &len) < 0 || !len) {
+                len = 0;
+            } else if (!data) {
+                /* A hole in the stream: nothing to hand on. */
+                pa_stream_drop(ps->stream);
+                len = 0;
+            } else {
+                ps->peek = data;
+                ps->peek_len = len;
+                ps->peek_pos = 0;
+            }
+        }
+        *size = ps->peek ? MIN(*size, ps->peek_len - ps->peek_pos) : 0;
+        buf = ps->peek ? (void *)(ps->peek + ps->peek_pos) : NULL;
+    } else if (stream_pending(ps)) {
+        *size = 0;
+    } else {
+        *size = frames_only(ps, MIN(MIN(*size, serverless_bytes(ps)),
+                                    ps->silence_len));
+        buf = ps->silence;
+    }
+    pa_conn_unlock(ps->pa->conn);
+    return buf;
+}
+
+static void pa_put_buffer_in(HWVoiceIn *hw, void *buf, size_t size)
+{
+    PAStream *ps = PA_IN(hw);
+
+    pa_conn_lock(ps->pa->conn);
+    if (buf == ps->silence) {
+        audio_rate_add_bytes(&ps->rate, size);
+    } else if (ps->peek) {
+        ps->peek_pos += size;
+        ps->stats.bytes += size;
+        if (ps->peek_pos >= ps->peek_len) {
+            pa_stream_drop(ps->stream);
+            ps->peek = NULL;
+        }
+    }
+    pa_conn_unlock(ps->pa->conn);
+}
+
+static size_t pa_read(HWVoiceIn *hw, void *dst, size_t size)
+{
+    size_t done = 0;
+
+    while (done < size) {
+        size_t n = size - done;
+        void *src = pa_get_buffer_in(hw, &n);
+
+        if (!n) {
+            break;
+        }
+        memcpy((uint8_t *)dst + done, src, n);
+        pa_put_buffer_in(hw, src, n);
+        done += n;
+    }
+    return done;
+}
+
+/* --- both directions ----------------------------------------------------- */
+
+static void stream_enable(PAStream *ps, bool enable)
+{
+    pa_operation *op;
+
+    pa_conn_lock(ps->pa->conn);
+    ps->enabled = enable;
+    ps->serverless = false;
+    if (stream_ready(ps)) {
+        op = pa_stream_cork(ps->stream, !enable, NULL, NULL);
+        if (op) {
+            pa_operation_unref(op);
+        }
+        if (!enable) {
+            /* What was queued belongs to the sound that just stopped. */
+            op = pa_stream_flush(ps->stream, NULL, NULL);
+            if (op) {
+                pa_operation_unref(op);
+            }
+        }
+    }
+    pa_conn_unlock(ps->pa->conn);
+}
+
+static void pa_enable_out(HWVoiceOut *hw, bool enable)
+{
+    stream_enable(PA_OUT(hw), enable);
+}
+
+static void pa_enable_in(HWVoiceIn *hw, bool enable)
+{
+    stream_enable(PA_IN(hw), enable);
+}
+
+static pa_sample_format_t pa_format(struct audsettings *as)
+{
+    bool be = as->endianness;
+
+    /* PulseAudio has no signed 8 or unsigned 16/32 bit: convert in QEMU. */
+    switch (as->fmt) {
+    case AUDIO_FORMAT_S8:
+    case AUDIO_FORMAT_U8:
+        as->fmt = AUDIO_FORMAT_U8;
+        return PA_SAMPLE_U8;
+    case AUDIO_FORMAT_S16:
+    case AUDIO_FORMAT_U16:
+        as->fmt = AUDIO_FORMAT_S16;
+        return be ? PA_SAMPLE_S16BE : PA_SAMPLE_S16LE;
+    case AUDIO_FORMAT_S32:
+    case AUDIO_FORMAT_U32:
+        as->fmt = AUDIO_FORMAT_S32;
+        return be ? PA_SAMPLE_S32BE : PA_SAMPLE_S32LE;
+    case AUDIO_FORMAT_F32:
+        return be ? PA_SAMPLE_FLOAT32BE : PA_SAMPLE_FLOAT32LE;
+    default:
+        as->fmt = AUDIO_FORMAT_S16;
+        return be ? PA_SAMPLE_S16BE : PA_SAMPLE_S16LE;
+    }
+}
+
+static AudiodevPaPerDirectionOptions *pa_pdo(PAAudio *pa, bool playback)
+{
+    return playback ? pa->dev->u.pa.out : pa->dev->u.pa.in;
+}
+
+/*
+ * Set up @ps from the options and @as (adjusted to what PulseAudio takes)
+ * and return the mixing buffer size in frames.
+ */
+static int stream_init(PAStream *ps, PAAudio *pa, bool playback,
+                       struct audsettings *as, struct audio_pcm_info *info)
+{
+    AudiodevPaPerDirectionOptions *ppdo = pa_pdo(pa, playback);
+    uint32_t buffer_us;
+
+    ps->pa = pa;
+    ps->playback = playback;
+    ps->info = info;
+    ps->spec.format = pa_format(as);
+    ps->spec.rate = as->freq;
+    ps->spec.channels = as->nchannels;
+    pa_channel_map_init_extend(&ps->map, as->nchannels, PA_CHANNEL_MAP_ALSA);
+    audio_pcm_init_info(info, as);
+
+    ps->name = g_strdup(ppdo->stream_name ?: pa->dev->id);
+    ps->device = g_strdup(ppdo->name);
+    ps->latency_us = ppdo->has_latency ? ppdo->latency :
+                     playback ? PA_OUT_LATENCY_US : PA_IN_LATENCY_US;
+    ps->max_latency_us = ppdo->has_max_latency ? ppdo->max_latency :
+                         MAX(PA_MAX_LATENCY_US, ps->latency_us);
+    ps->target_us = ps->latency_us;
+    ps->client.ready = client_ready;
+    ps->client.lost = client_lost;
+
+    /* Capacity, not queueing: only what the stream takes is produced. */
+    buffer_us = MAX(2 * ps->max_latency_us, 3 * pa->dev->timer_period);
+    return audio_buffer_frames(
+        qapi_AudiodevPaPerDirectionOptions_base(ppdo), as, buffer_us);
+}
+
+static void stream_start(PAStream *ps)
+{
+    QLIST_INSERT_HEAD(&ps->pa->streams, ps, next);
+    pa_conn_lock(ps->pa->conn);
+    pa_conn_add_client(ps->pa->conn, &ps->client);
+    pa_conn_unlock(ps->pa->conn);
+}
+
+static void stream_fini(PAStream *ps)
+{
+    QLIST_REMOVE(ps, next);
+    pa_conn_lock(ps->pa->conn);
+    pa_conn_remove_client(ps->pa->conn, &ps->client);
+    stream_drop(ps);
+    pa_conn_unlock(ps->pa->conn);
+    g_free(ps->name);
+    g_free(ps->device);
+    g_free(ps->silence);
+}
+
+static int pa_init_out(HWVoiceOut *hw, struct audsettings *as, void *opaque)
+{
+    PAStream *ps = PA_OUT(hw);
+
+    hw->samples = stream_init(ps, opaque, true, as, &hw->info);
+    stream_start(ps);
+    return 0;
+}
+
+static int pa_init_in(HWVoiceIn *hw, struct audsettings *as, void *opaque)
+{
+    PAStream *ps = PA_IN(hw);
+
+    hw->samples = stream_init(ps, opaque, false, as, &hw->info);
+    ps->silence_len = hw->samples * hw->info.bytes_per_frame;
+    ps->silence = g_malloc(ps->silence_len);
+    audio_pcm_info_clear_buf(&hw->info, ps->silence, hw->samples);
+    stream_start(ps);
+    return 0;
+}
+
+static void pa_fini_out(HWVoiceOut *hw)
+{
+    stream_fini(PA_OUT(hw));
+}
+
+static void pa_fini_in(HWVoiceIn *hw)
+{
+    stream_fini(PA_IN(hw));
+}
+
+/* --- the driver ---------------------------------------------------------- */
+
+static bool pa_check_direction(Audiodev *dev, const char *dir,
+                               AudiodevPaPerDirectionOptions *ppdo,
+                               Error **errp)
+{
+    if (ppdo->has_latency && (ppdo->latency < PA_LATENCY_MIN_US ||
+                              ppdo->latency > PA_LATENCY_LIMIT_US)) {
+        error_setg(errp, "audiodev %s: %s.latency=%u is out of range; "
+                   "accepted values are %u to %u (microseconds)", dev->id,
+                   dir, ppdo->latency, PA_LATENCY_MIN_US,
+                   PA_LATENCY_LIMIT_US);
+        return false;
+    }
+    if (ppdo->has_max_latency &&
+        (ppdo->max_latency > PA_LATENCY_LIMIT_US ||
+         ppdo->max_latency < (ppdo->has_latency ? ppdo->latency :
+                              PA_LATENCY_MIN_US))) {
+        error_setg(errp, "audiodev %s: %s.max-latency=%u is out of range; "
+                   "accepted values are %s.latency (or %u) to %u "
+                   "(microseconds)", dev->id, dir, ppdo->max_latency, dir,
+                   PA_LATENCY_MIN_US, PA_LATENCY_LIMIT_US);
+        return false;
+    }
+    return true;
+}
+
+static void *pa_audio_init(Audiodev *dev)
+{
+    AudiodevPaOptions *popts = &dev->u.pa;
+    Error *err = NULL;
+    PAAudio *pa;
+
+    if (!pa_check_direction(dev, "in", popts->in, &err) ||
+        !pa_check_direction(dev, "out", popts->out, &err)) {
+        error_report_err(err);
+        return NULL;
+    }
+    pa = g_new0(PAAudio, 1);
+    pa->dev = dev;
+    QLIST_INIT(&pa->streams);
+    pa->conn = pa_conn_new(popts->server, dev->id, &err);
+    if (!pa->conn) {
+        error_report_err(err);
+        g_free(pa);
+        return NULL;
+    }
+    QTAILQ_INSERT_TAIL(&pa_audios, pa, next);
+    return pa;
+}
+
+static void pa_audio_fini(void *opaque)
+{
+    PAAudio *pa = opaque;
+
+    QTAILQ_REMOVE(&pa_audios, pa, next);
+    pa_conn_free(pa->conn);
+    g_free(pa);
+}
+
+/*
+ * Before the generic defaults: a finer timer and the rate sinks run at,
+ * unless the user chose (patches/0004-audio-driver-defaults.patch).
+ */
+static void pa_set_defaults(Audiodev *dev)
+{
+    AudiodevPerDirectionOptions *pdos[] = {
+        qapi_AudiodevPaPerDirectionOptions_base(dev->u.pa.in),
+        qapi_AudiodevPaPerDirectionOptions_base(dev->u.pa.out),
+    };
+    int i;
+
+    if (!dev->has_timer_period) {
+        dev->has_timer_period = true;
+        dev->timer_period = PA_TIMER_PERIOD_US;
+    }
+    for (i = 0; i < ARRAY_SIZE(pdos); i++) {
+        AudiodevPerDirectionOptions *pdo = pdos[i];
+        bool fixed = pdo->has_fixed_settings ? pdo->fixed_settings :
+                     !pdo->has_mixing_engine || pdo->mixing_engine;
+
+        if (fixed && !pdo->has_frequency) {
+            pdo->has_frequency = true;
+            pdo->frequency = PA_FREQUENCY;
+        }
+    }
+}
+
+void pa_stream_stats_foreach(PAStreamStatsFn fn, void *opaque)
+{
+    PAAudio *pa;
+    PAStream *ps;
+
+    QTAILQ_FOREACH(pa, &pa_audios, next) {
+        pa_conn_lock(pa->conn);
+        QLIST_FOREACH(ps, &pa->streams, next) {
+            PAStreamInfo info = {
+                .audiodev = pa->dev->id,
+                .stream = ps->name,
+                .playback = ps->playback,
+                .server = pa_conn_server(pa->conn),
+                .connected = stream_ready(ps),
+                .latency_us = ps->latency_us,
+                .target_us = ps->target_us,
+                .max_latency_us = ps->max_latency_us,
+                .reconnects = pa_conn_reconnects(pa->conn),
+                .stats = ps->stats,
+            };
+            pa_usec_t usec;
+            int neg;
+
+            if (stream_ready(ps) &&
+                pa_stream_get_latency(ps->stream, &usec, &neg) == 0) {
+                info.measured_us = neg ? 0 : usec;
+                info.has_measured = true;
+            }
+            fn(&info, opaque);
+        }
+        pa_conn_unlock(pa->conn);
+    }
+}
+
+static struct audio_pcm_ops pa_pcm_ops = {
+    .init_out         = pa_init_out,
+    .fini_out         = pa_fini_out,
+    .write            = pa_write,
+    .buffer_get_free  = pa_buffer_get_free,
+    .get_buffer_out   = pa_get_buffer_out,
+    .put_buffer_out   = pa_put_buffer_out,
+    .enable_out       = pa_enable_out,
+
+    .init_in          = pa_init_in,
+    .fini_in          = pa_fini_in,
+    .read             = pa_read,
+    .get_buffer_in    = pa_get_buffer_in,
+    .put_buffer_in    = pa_put_buffer_in,
+    .enable_in        = pa_enable_in,
+};
+
+static struct audio_driver pa_audio_driver = {
+    .name           = "pa",
+    .descr          = "PulseAudio, low latency (qemu-vfio-audio)",
+    .init           = pa_audio_init,
+    .fini           = pa_audio_fini,
+    .set_defaults   = pa_set_defaults,
+    .pcm_ops        = &pa_pcm_ops,
+    .can_be_default = 1,
+    .max_voices_out = INT_MAX,
+    .max_voices_in  = INT_MAX,
+    .voice_size_out = sizeof(PAVoiceOut),
+    .voice_size_in  = sizeof(PAVoiceIn),
+};
+
+static void register_audio_pa(void)
+{
+    audio_driver_register(&pa_audio_driver);
+}
+type_init(register_audio_pa);
