@@ -42,7 +42,7 @@ struct PAConn {
 
     bool ready;
     bool ever_ready;
-    char *last_failure;     /* said once, until something else happens */
+    char *last_failure;     /* said already, until the next success */
     unsigned reconnects;
     unsigned attempts;
     int64_t retry_ms;
@@ -114,13 +114,13 @@ static void schedule_retry(PAConn *c)
               qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + c->retry_ms);
 }
 
+/* One line per state change: the first failure after a success, or ever. */
 static void report_failure(PAConn *c, const char *why)
 {
     trace_pa_conn_failed(c->id, why, c->attempts);
-    if (!g_strcmp0(c->last_failure, why)) {
+    if (c->last_failure) {
         return;
     }
-    g_free(c->last_failure);
     c->last_failure = g_strdup(why);
     warn_report("audiodev %s: %s; the VM runs on without sound from it "
                 "and connects when a server answers", c->id, why);
@@ -157,7 +157,7 @@ static void on_failure(PAConn *c, int err)
         QLIST_FOREACH(client, &c->clients, next) {
             client->lost(client);
         }
-        g_clear_pointer(&c->last_failure, g_free);
+        c->last_failure = g_strdup("lost");
         warn_report("audiodev %s: lost PulseAudio %s (%s); reconnecting in "
                     "the background", c->id, c->choice.server,
                     pa_strerror(err));

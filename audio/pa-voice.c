@@ -724,6 +724,7 @@ void pa_stream_stats_foreach(PAStreamStatsFn fn, void *opaque)
                 .reconnects = pa_conn_reconnects(pa->conn),
                 .stats = ps->stats,
             };
+            const pa_buffer_attr *ba;
             pa_usec_t usec;
             int neg;
 
@@ -731,6 +732,12 @@ void pa_stream_stats_foreach(PAStreamStatsFn fn, void *opaque)
                 pa_stream_get_latency(ps->stream, &usec, &neg) == 0) {
                 info.measured_us = neg ? 0 : usec;
                 info.has_measured = true;
+            }
+            ba = stream_ready(ps) ? pa_stream_get_buffer_attr(ps->stream)
+                                  : NULL;
+            if (ba) {
+                info.attr = *ba;
+                info.has_attr = true;
             }
             fn(&info, opaque);
         }

@@ -9,6 +9,8 @@
 #ifndef AUDIO_PA_VOICE_H
 #define AUDIO_PA_VOICE_H
 
+#include <pulse/def.h>
+
 typedef struct PAStream PAStream;
 
 typedef struct PAStreamStats {
@@ -31,6 +33,8 @@ typedef struct PAStreamInfo {
     uint32_t max_latency_us;
     bool has_measured;
     uint64_t measured_us;       /* PulseAudio's view of the stream */
+    bool has_attr;
+    pa_buffer_attr attr;        /* what the server granted */
     unsigned reconnects;
     PAStreamStats stats;
 } PAStreamInfo;

@@ -112,8 +112,8 @@ copy_in() {
     cp "$tree$real" "$rootfs$path"
 }
 
-install_host_tools
 ensure_apt_lists
+install_host_tools
 mkdir -p "$debs" "$work"
 
 # The versioned image package that the linux-image-amd64 metapackage points

@@ -1,0 +1,224 @@
+"""The pa backend against a real PulseAudio daemon.
+
+Each test starts its own daemon as a throwaway desktop user on
+/run/user/UID/pulse/native and QEMU as root naming that socket.
+"""
+
+import contextlib
+import subprocess
+import time
+
+from harness import (AC97Player, FRAME, PulseDaemon, Qemu, RATE,
+                     ensure_user, find_pattern, pattern, pattern_complete,
+                     qemu_binary)
+
+USER = ("qva-desk1", 1701)
+
+
+@contextlib.contextmanager
+def daemon(flavor="pulseaudio"):
+    d = PulseDaemon(ensure_user(*USER), flavor).start()
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+@contextlib.contextmanager
+def qemu(args, **kw):
+    q = Qemu(args, **kw)
+    try:
+        yield q
+    finally:
+        q.quit()
+
+
+def pa_args(server, extra=""):
+    return ["-M", "q35", "-audiodev",
+            f"pa,id=snd0,server=unix:{server}{extra}",
+            "-device", "AC97,audiodev=snd0,addr=04.0"]
+
+
+def stream(q, direction="playback"):
+    for s in q.cmd_qmp("query-audio-streams"):
+        if s["direction"] == direction:
+            return s
+    return None
+
+
+def wait_connected(q, timeout=5):
+    """The stream is up once the connection line came and QMP agrees."""
+    assert q.wait_line("PulseAudio server", timeout) is not None, \
+        q.stderr()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = stream(q)
+        if s and s["connected"]:
+            return s
+        time.sleep(0.01)
+    raise AssertionError(f"stream never connected: {stream(q)}")
+
+
+def play_and_check(d, q, seconds=2.0):
+    frames = int(RATE * seconds)
+    # Lead-in silence: a sink's monitor misses what PulseAudio rewinds
+    # when a stream starts.
+    signal = bytes(RATE // 10 * FRAME) + pattern(frames)
+    rec = d.record()
+    player = AC97Player(q.qtest)
+    player.setup()
+    player.queue(signal)
+    player.start()
+    try:
+        assert player.play(seconds + 5), "the guest ran out of interrupts"
+        assert rec.wait_for(lambda data: pattern_complete(data, frames), 5), \
+            "the end of the signal never reached the sink"
+    finally:
+        data = rec.stop()
+        player.stop()
+    gaps, why = find_pattern(data, frames)
+    assert why is None, why
+    return player, gaps
+
+
+def test_playback_reaches_sink_intact():
+    """AC97 → pa → null sink: every frame, in order, none repeated."""
+    with daemon() as d, qemu(pa_args(d.socket)) as q:
+        wait_connected(q)
+        play_and_check(d, q)
+        assert q.alive()
+
+
+def us_to_bytes(us):
+    return us * RATE // 1000000 * FRAME
+
+
+def bytes_to_us(n):
+    return n // FRAME * 1000000 // RATE
+
+
+def check_attributes(d, s, latency):
+    """With PA_STREAM_ADJUST_LATENCY the server splits the latency asked
+    for between the stream's buffer (tlength) and the sink's own latency:
+    the two must add up to it, and requests come in small pieces."""
+    assert s["configured-latency"] == latency, s
+    assert s["latency"] == latency, s
+    assert 0 < s["tlength"] <= us_to_bytes(latency), s
+    assert 0 < s["minreq"] <= us_to_bytes(1000), s
+    sink = d.sink_configured_latency_us()
+    assert sink is not None
+    total = bytes_to_us(s["tlength"]) + sink
+    assert abs(total - latency) <= 1000, (total, sink, s)
+
+
+def test_buffer_attributes_follow_options():
+    """What the server granted is what out.latency asks."""
+    extra = ",out.latency=12000,out.max-latency=30000"
+    with daemon() as d, qemu(pa_args(d.socket, extra)) as q:
+        s = wait_connected(q)
+        check_attributes(d, s, 12000)
+        assert s["max-latency"] == 30000, s
+
+
+def test_default_latency_is_5ms():
+    with daemon() as d, qemu(pa_args(d.socket)) as q:
+        s = wait_connected(q)
+        check_attributes(d, s, 5000)
+        assert s["max-latency"] == 50000, s
+
+
+def wait_connected_again(q, since, timeout=5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = stream(q)
+        if s and s["connected"]:
+            return time.monotonic() - since
+        time.sleep(0.01)
+    raise AssertionError(f"stream never came back: {stream(q)}")
+
+
+def test_server_restart_mid_stream():
+    """Kill the daemon while playing: the guest runs on, sound comes back."""
+    with daemon() as d, qemu(pa_args(d.socket)) as q:
+        wait_connected(q)
+        player = AC97Player(q.qtest)
+        player.setup()
+        player.queue(pattern(RATE * 30))
+        player.start()
+        assert player.play(5, until=lambda: player.irqs >= 50)
+
+        mark = len(q.lines)
+        d.kill()
+        assert q.wait_line("lost PulseAudio", 5, mark) is not None, \
+            q.stderr()
+        # The guest keeps getting its interrupts while there is no server.
+        before = player.irqs
+        assert player.play(2, until=lambda: player.irqs >= before + 50)
+
+        d.start()
+        ready = time.monotonic()
+        back = q.wait_line("reconnected to PulseAudio", 5, mark)
+        assert back is not None, q.stderr()
+        took = wait_connected_again(q, ready)
+        assert took < 1.0, f"the stream was back {took:.2f}s after the restart"
+        rec = d.record()
+        try:
+            heard = player.play(5, until=lambda: any(
+                rec.data[i:i + FRAME] != b"\0" * FRAME
+                for i in range(0, len(rec.data), FRAME * 64)))
+        finally:
+            rec.stop()
+        assert heard, "no sound after the restart"
+        s = stream(q)
+        assert s["connected"] and s["reconnects"] == 1, s
+        assert q.alive()
+
+
+def test_server_started_after_qemu():
+    """A socket-activated or late server is connected when it appears."""
+    pw = ensure_user(*USER)
+    d = PulseDaemon(pw)
+    with qemu(pa_args(d.socket)) as q:
+        assert q.wait_line("cannot connect to PulseAudio", 5) is not None, \
+            q.stderr()
+        assert q.alive()
+        d.start()
+        try:
+            s = wait_connected(q)
+            assert s["reconnects"] == 0, s
+        finally:
+            d.stop()
+
+
+BAD_OPTIONS = [
+    ("out.latency=10", "out.latency=10 is out of range; accepted values "
+     "are 1000 to 2000000"),
+    ("in.latency=3000000", "in.latency=3000000 is out of range"),
+    ("out.latency=8000,out.max-latency=4000", "out.max-latency=4000 is out "
+     "of range"),
+    ("out.latency=fast", "Parameter 'out.latency' expects"),
+    ("out.max-latency=-1", "Parameter 'max-latency' expects"),
+    ("timer-period=x", "Parameter 'timer-period' expects"),
+    ("out.format=s24", "Parameter 'format' does not accept value 's24'"),
+    ("out.mixing-engine=off,out.frequency=48000", "You can't use frequency, "
+     "channels or format with fixed-settings=off"),
+]
+
+
+def test_bad_options_fail_cleanly():
+    """Each bad value: exit 1, the option named, no abort."""
+    for opts, message in BAD_OPTIONS:
+        r = subprocess.run(
+            [qemu_binary(), "-nodefaults", "-display", "none", "-S",
+             "-audiodev", f"pa,id=snd0,{opts}",
+             "-device", "AC97,audiodev=snd0"],
+            capture_output=True, text=True, timeout=20)
+        assert r.returncode == 1, (opts, r.returncode, r.stderr)
+        assert message in r.stderr, (opts, r.stderr)
+
+
+def test_pipewire_pulse():
+    """The same playback through pipewire-pulse."""
+    with daemon("pipewire") as d, qemu(pa_args(d.socket)) as q:
+        wait_connected(q)
+        play_and_check(d, q)
