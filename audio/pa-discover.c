@@ -17,6 +17,8 @@
 
 #include "qemu/osdep.h"
 #include <pwd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include "qapi/error.h"
 #include "qemu/cutils.h"
 #include "pa-discover.h"
@@ -79,6 +81,29 @@ static int socket_owner(const char *path, uid_t *owner)
     return 0;
 }
 
+/*
+ * Whether a server listens at @path: a crashed server leaves its socket
+ * behind, and libpulse too moves on from a refused connection.
+ */
+static int socket_listening(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd, ret;
+
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    ret = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    close(fd);
+    return ret;
+}
+
 static void note_tried(GString *tried, const char *what, int err)
 {
     g_string_append_printf(tried, "%s%s (%s)", tried->len ? "; " : "", what,
@@ -113,6 +138,10 @@ static bool try_socket(PaServerChoice *c, const char *path, uid_t uid,
 
         g_string_append_printf(tried, "%s%s (owned by %s)",
                                tried->len ? "; " : "", path, who);
+        return false;
+    }
+    if (socket_listening(path) < 0) {
+        note_tried(tried, path, errno);
         return false;
     }
     server = g_strdup_printf("unix:%s", path);
@@ -282,7 +311,11 @@ static bool from_desktop_user(PaServerChoice *c, uid_t self,
         path = g_strdup_printf("%s/%s/pulse/native", paths->run_user_dir,
                                name);
         if (socket_owner(path, &owner) == 0 && owner == uid) {
-            g_array_append_val(found, uid);
+            if (socket_listening(path) == 0) {
+                g_array_append_val(found, uid);
+            } else {
+                note_tried(tried, path, errno);
+            }
         } else if (errno == EACCES) {
             g_autofree char *who = user_name(uid);
 
@@ -462,7 +495,8 @@ bool pa_discover(const char *explicit_server, const PaDiscoverPaths *paths,
                from_own_runtime_dir(c, self, paths, tried) ||
                from_desktop_user(c, self, paths, tried, unreachable)) {
         /* chosen */
-    } else if (socket_owner(paths->system_socket, &sys_owner) == 0) {
+    } else if (socket_owner(paths->system_socket, &sys_owner) == 0 &&
+               socket_listening(paths->system_socket) == 0) {
         g_autofree char *server = g_strdup_printf("unix:%s",
                                                   paths->system_socket);
 

@@ -7,9 +7,10 @@ nothing usable is found.  Daemons run as throwaway desktop users on
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 
-from harness import PulseDaemon, Qemu, ensure_user
+from harness import PulseDaemon, Qemu, Skip, ensure_user
 
 DESK1 = ("qva-desk1", 1701)
 DESK2 = ("qva-desk2", 1702)
@@ -20,8 +21,31 @@ ARGS = ["-M", "q35", "-S", "-audiodev", "pa,id=snd0",
 BARE_ENV = {"PATH": "/usr/bin:/bin"}
 
 
+OURS = {DESK1[1], DESK2[1], 1703, SERVICE[1]}
+
+
+def require_no_foreign_server():
+    """Discovery looks at every user's server on the machine: these tests
+    need a machine where only theirs run."""
+    for name in os.listdir("/run/user") if os.path.isdir("/run/user") else []:
+        path = f"/run/user/{name}/pulse/native"
+        if not name.isdigit() or int(name) in OURS:
+            continue
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(path)
+        except OSError:
+            continue
+        finally:
+            s.close()
+        raise Skip(f"another sound server runs on this machine ({path})")
+    if os.path.exists("/run/pulse/native"):
+        raise Skip("a system-wide PulseAudio runs on this machine")
+
+
 @contextlib.contextmanager
 def daemons(*users):
+    require_no_foreign_server()
     started = []
     try:
         for u in users:
@@ -34,6 +58,7 @@ def daemons(*users):
 
 @contextlib.contextmanager
 def qemu(args=ARGS, env=BARE_ENV, user=None):
+    require_no_foreign_server()
     q = Qemu(args, env=env, user=user, qtest=False)
     try:
         yield q

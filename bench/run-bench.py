@@ -1,0 +1,816 @@
+#!/usr/bin/env python3
+"""Audio benchmark: stock Debian QEMU's pa backend against the fork's.
+
+Boots the benchmark guest (bench/guest/) once per case, plays its sawtooth
+through AC97 into a real PulseAudio daemon with a null sink, and measures,
+side by side and under the same conditions:
+
+  - the stream latency PulseAudio reports (pactl, sampled every ~100 ms),
+  - silent gaps and phase breaks in the null sink's monitor,
+  - the guest's ALSA underruns,
+  - QEMU's CPU use,
+  - for the fork, what QEMU reports itself (QMP query-audio-streams).
+
+It is a benchmark, not a test: it never judges the numbers, it prints a
+Markdown table and writes it to bench/results/RESULTS-<date>.md (and the
+raw numbers to a .json beside it).  Run as root; see bench/README.md.
+"""
+
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from array import array
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(TOP, "tests", "pa"))
+import harness  # noqa: E402  (the daemon and recorder the pa tests use)
+
+STOCK = "/usr/bin/qemu-system-x86_64"
+FORK = os.path.join(TOP, "build", "qemu-system-x86_64")
+GUEST = os.path.join(TOP, "bench", "out", "guest")
+RUN_GUEST = os.path.join(HERE, "guest", "run-guest.sh")
+# Our own throwaway user, not the tests' (qva-desk*), so that a `make
+# check` running at the same time cannot collide with our daemon's socket.
+BENCH_USER = ("qva-bench", 1760)
+
+RATE = 48000
+# The guest's sawtooth (bench/guest/init): one cycle of rate/1000 frames,
+# left = int(-16384 + 32768 * i / cycle), right = -left.
+CYCLE = RATE // 1000
+STEP = 32768 / CYCLE            # rise per frame, 682.7
+# Stock QEMU runs its pa stream at 44.1 kHz, so the sawtooth reaches the
+# monitor resampled twice (QEMU 48->44.1, PulseAudio 44.1->48) and rings
+# for ~8 frames around each wrap, the falling edge crossing every value on
+# the way.  So the phase is followed only on samples that sit on the middle
+# of the ramp (|v| <= 9000, 26 of 48 frames) and rose from the previous
+# sample by about one step: there the resampled ramp is within a few LSB
+# of the exact one.
+RELIABLE = 9000
+STEP_SLACK = 100
+# A phase break is a jump of more than a quarter frame.  Exact signals
+# stay within 1/680 of a frame, resampled ones within ~1/50.
+BREAK_TOLERANCE = 0.25
+# The sawtooth itself passes through (0, 0) once per cycle, so a silent
+# gap is two or more zero frames in a row.
+MIN_GAP = 2
+
+CONFIGS = {
+    "stock-default": (STOCK, ""),
+    "stock-tuned": (STOCK, ",out.latency=10000,timer-period=1000,"
+                           "out.buffer-length=3000"),
+    "fork-default": (FORK, ""),
+}
+# Guest ALSA settings, in frames at 48 kHz: (period, buffer).
+SETTINGS = {
+    "main": (256, 1024),        # 5.3 ms periods, 21.3 ms buffer
+    "small": (128, 512),        # 2.7 ms periods, 10.7 ms buffer
+}
+LOADS = ("idle", "load")
+
+SAMPLE_INTERVAL = 0.1           # pactl, seconds
+QMP_INTERVAL = 1.0              # query-audio-streams (fork), seconds
+
+
+def log(msg):
+    print(f"run-bench: {msg}", file=sys.stderr, flush=True)
+
+
+# --- the machine ---------------------------------------------------------
+
+def first_line(cmd):
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    except OSError as e:
+        return f"({e})"
+    return out.splitlines()[0] if out else "?"
+
+
+def cpu_model():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "?"
+
+
+def machine_info():
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model(),
+        "kernel": " ".join(os.uname()[2:4]),
+        "pulseaudio": first_line(["pulseaudio", "--version"]),
+        "stock": first_line([STOCK, "--version"]),
+        "fork": first_line([FORK, "--version"]),
+        "stress-ng": first_line(["stress-ng", "--version"]),
+        "python": sys.version.split()[0],
+    }
+
+
+def file_id(path):
+    """Size and mtime of a binary: others may rebuild the fork meanwhile."""
+    st = os.stat(os.path.realpath(path))
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+# --- what the benchmark needs on the host ----------------------------------
+
+def apt_install(*pkgs):
+    log(f"installing {' '.join(pkgs)}")
+    subprocess.run(["apt-get", "install", "-y", "-q",
+                    "--no-install-recommends", *pkgs],
+                   check=True, stdout=sys.stderr,
+                   env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+
+
+def ensure_prerequisites(need_load):
+    if os.geteuid() != 0:
+        sys.exit("run-bench: run as root (QEMU runs as root, as in the "
+                 "fork's use case, and the daemon as a throwaway user)")
+    # Debian ships stock QEMU's pa driver as a module in qemu-system-gui;
+    # without it the stock binary says "Unknown audio driver `pa'".
+    if not os.path.exists("/usr/lib/x86_64-linux-gnu/qemu/audio-pa.so"):
+        apt_install("qemu-system-gui")
+    if need_load and not shutil.which("stress-ng"):
+        apt_install("stress-ng")
+    for binary in (STOCK, FORK):
+        if not os.path.exists(binary):
+            sys.exit(f"run-bench: {binary} is missing (stock: apt-get "
+                     "install qemu-system-x86; fork: make)")
+    if not os.path.exists(os.path.join(GUEST, "initrd.img")):
+        subprocess.run([os.path.join(HERE, "guest", "build-guest.sh"),
+                        GUEST], check=True, stdout=sys.stderr)
+
+
+# --- load ----------------------------------------------------------------
+
+def start_load():
+    """One CPU hog per host core at normal priority, in its own process
+    group so that stop_load() ends exactly these processes."""
+    cmd = ["stress-ng", "--cpu", str(os.cpu_count()), "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True,
+                            stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL)
+    time.sleep(1)       # let the workers spin up before QEMU starts
+    return proc
+
+
+def stop_load(proc):
+    if proc is None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+# --- CPU accounting ---------------------------------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_times(pid):
+    """(CPU seconds user+sys, start time in seconds since boot) of @pid."""
+    with open(f"/proc/{pid}/stat") as f:
+        # The command name may hold spaces; the fields follow its ')'.
+        fields = f.read().rsplit(")", 1)[1].split()
+    utime, stime, start = int(fields[11]), int(fields[12]), int(fields[19])
+    return (utime + stime) / CLK_TCK, start / CLK_TCK
+
+
+def uptime():
+    with open("/proc/uptime") as f:
+        return float(f.read().split()[0])
+
+
+def host_times():
+    """(busy, total) jiffies of all host CPUs, from /proc/stat."""
+    with open("/proc/stat") as f:
+        vals = [int(v) for v in f.readline().split()[1:]]
+    idle = vals[3] + vals[4]            # idle + iowait
+    return sum(vals) - idle, sum(vals)
+
+
+def snapshot(pid):
+    """Everything a CPU ratio between two moments needs."""
+    return {"t": time.monotonic(), "qemu_cpu": proc_times(pid)[0],
+            "host": host_times()}
+
+
+def cpu_ratio(a, b):
+    """QEMU CPU seconds per wall second, and host busy fraction, a -> b."""
+    wall = b["t"] - a["t"]
+    busy = b["host"][0] - a["host"][0]
+    total = b["host"][1] - a["host"][1]
+    return ((b["qemu_cpu"] - a["qemu_cpu"]) / wall if wall > 0 else None,
+            busy / total if total else None)
+
+
+# --- the guest's console --------------------------------------------------
+
+class Console:
+    """Reads run-guest.sh's output (the serial console) line by line and
+    timestamps the BENCH- markers; CPU snapshots are taken right when the
+    playback starts and ends, not at the next sampling tick."""
+
+    def __init__(self, stream, pid_getter):
+        self.stream = stream
+        self.pid_getter = pid_getter
+        self.lines = []
+        self.marks = {}                 # marker -> monotonic time
+        self.snaps = {}                 # "start"/"end" -> snapshot()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.stream:
+            line = line.rstrip("\r\n")
+            self.lines.append(line)
+            m = re.match(r"(BENCH-[A-Z-]+)", line)
+            if not m or m.group(1) in self.marks:
+                continue
+            self.marks[m.group(1)] = time.monotonic()
+            snap = {"BENCH-START": "start",
+                    "BENCH-APLAY-EXIT": "end"}.get(m.group(1))
+            pid = self.pid_getter()
+            if snap and pid:
+                try:
+                    self.snaps[snap] = snapshot(pid)
+                except OSError:
+                    pass
+
+    def value(self, marker):
+        """The rest of the first line starting with @marker, or None."""
+        for line in self.lines:
+            if line.startswith(marker + " "):
+                return line[len(marker) + 1:].strip()
+        return None
+
+
+# --- PulseAudio's side ----------------------------------------------------
+
+def parse_sink_inputs(text):
+    """QEMU's playback stream from `pactl list sink-inputs`:
+    (buffer latency us, sink latency us, corked) or None."""
+    for block in text.split("Sink Input #")[1:]:
+        if "qemu" not in block:
+            continue
+        buf = re.search(r"Buffer Latency: (\d+) usec", block)
+        sink = re.search(r"Sink Latency: (\d+) usec", block)
+        corked = re.search(r"Corked: (\w+)", block)
+        spec = re.search(r"Sample Specification: (.*)", block)
+        if buf and sink:
+            return {"buffer_us": int(buf.group(1)),
+                    "sink_us": int(sink.group(1)),
+                    "corked": bool(corked and corked.group(1) == "yes"),
+                    "spec": spec.group(1).strip() if spec else "?"}
+    return None
+
+
+def percentile(sorted_vals, p):
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_vals:
+        return None
+    k = max(0, min(len(sorted_vals) - 1,
+                   int(round(p / 100 * len(sorted_vals) + 0.5)) - 1))
+    return sorted_vals[k]
+
+
+def latency_stats(samples_us):
+    vals = sorted(v / 1000 for v in samples_us)
+    if not vals:
+        return {"n": 0}
+    return {"n": len(vals), "median": statistics.median(vals),
+            "p95": percentile(vals, 95), "p99": percentile(vals, 99),
+            "max": vals[-1]}
+
+
+# --- the recorded signal ----------------------------------------------------
+
+def analyse_signal(pcm):
+    """Silent gaps and phase breaks of the sawtooth in the monitor's
+    recording (s16le stereo, 48 kHz).
+
+    The signal runs from the first to the last non-silent frame.  Silence
+    inside it (>= MIN_GAP zero frames) is a gap: PulseAudio had nothing
+    from QEMU.  Across gaps the sawtooth must go on where it stopped; a
+    phase that does not is a break: frames lost or played twice (e.g. a
+    stale buffer replayed during a guest underrun).  A break by a whole
+    number of cycles (48 frames) cannot be seen in a periodic signal.
+    """
+    samples = array("h")
+    samples.frombytes(pcm[:len(pcm) - len(pcm) % 4])
+    left, right = samples[0::2], samples[1::2]
+    n = len(left)
+    first = next((i for i in range(n) if left[i] or right[i]), None)
+    if first is None:
+        return {"signal_s": 0.0, "gaps": 0, "gap_ms": 0.0, "breaks": 0}
+    last = next(i for i in range(n - 1, -1, -1) if left[i] or right[i])
+    gaps = gap_frames = breaks = signal_frames = 0
+    where = []                  # (seconds into the signal, what), the first
+    zero_run = 0
+    ref_phase = None            # phase of the last reliable sample
+    since_ref = 0               # signal frames since that sample
+    prev = None                 # the previous signal sample, gaps skipped
+    for i in range(first, last + 1):
+        v = left[i]
+        if v == 0 and right[i] == 0:
+            zero_run += 1
+            continue
+        if zero_run >= MIN_GAP:
+            gaps += 1
+            gap_frames += zero_run
+            if len(where) < 40:
+                where.append((round((i - first) / RATE, 4),
+                              f"gap {zero_run}"))
+        elif zero_run:
+            # The sawtooth's own zero crossing: signal, not silence.
+            signal_frames += 1
+            since_ref += 1
+            prev = 0
+        zero_run = 0
+        signal_frames += 1
+        since_ref += 1
+        on_ramp = prev is not None and abs(v - prev - STEP) <= STEP_SLACK
+        prev = v
+        if on_ramp and -RELIABLE <= v <= RELIABLE:
+            phase = (v + 16384) * CYCLE / 32768
+            if ref_phase is not None:
+                err = (phase - ref_phase - since_ref) % CYCLE
+                if err > CYCLE / 2:
+                    err -= CYCLE
+                if abs(err) > BREAK_TOLERANCE:
+                    breaks += 1
+                    if len(where) < 40:
+                        where.append((round((i - first) / RATE, 4),
+                                      f"break {err:+.2f}"))
+            ref_phase, since_ref = phase, 0
+    return {"signal_s": signal_frames / RATE, "gaps": gaps,
+            "gap_ms": gap_frames * 1000 / RATE, "breaks": breaks,
+            "where": where}
+
+
+# --- one case -------------------------------------------------------------
+
+def qmp_playback(qmp):
+    """The fork's playback stream from query-audio-streams, or None."""
+    for s in qmp.command("query-audio-streams"):
+        if s.get("direction") == "playback":
+            return s
+    return None
+
+
+def wait_for_file(path, proc, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+            if text:
+                return int(text)
+        except (FileNotFoundError, ValueError):
+            pass
+        time.sleep(0.05)
+    return None
+
+
+def sample_until_done(case, daemon, console, proc, qmp_path):
+    """Sample PulseAudio's stream latency (and the fork's own view) while
+    the guest runs; return (pactl samples, QMP samples)."""
+    pa_samples, qmp_samples = [], []
+    qmp = None
+    next_qmp = 0.0
+    while proc.poll() is None and "BENCH-END" not in console.marks:
+        t = time.monotonic()
+        try:
+            s = parse_sink_inputs(daemon.pactl("list", "sink-inputs"))
+        except subprocess.CalledProcessError:
+            s = None
+        if s:
+            s["t"] = t
+            pa_samples.append(s)
+        if case["qmp_streams"] and t >= next_qmp:
+            next_qmp = t + QMP_INTERVAL
+            try:
+                qmp = qmp or harness.QMP(qmp_path)
+                st = qmp_playback(qmp)
+                if st:
+                    qmp_samples.append(dict(st, t=t))
+            except (OSError, ValueError) as e:
+                log(f"QMP: {e}")
+        time.sleep(max(0.0, t + SAMPLE_INTERVAL - time.monotonic()))
+    return pa_samples, qmp_samples, qmp
+
+
+def finish_qemu(proc, qmp, qmp_path, pid, case):
+    """After BENCH-END: wait for the guest's power-off (-no-shutdown keeps
+    QEMU there, paused), take the final CPU and QMP readings, then quit."""
+    final = {}
+    try:
+        qmp = qmp or harness.QMP(qmp_path)
+        deadline = time.monotonic() + 15
+        while (qmp.command("query-status").get("running") and
+               time.monotonic() < deadline):
+            time.sleep(0.05)
+        cpu, start = proc_times(pid)
+        final["cpu_s"] = cpu
+        final["wall_s"] = uptime() - start
+        if case["qmp_streams"]:
+            final["qmp"] = qmp_playback(qmp)
+        qmp.command("quit")
+    except (OSError, ValueError) as e:
+        log(f"finishing QEMU: {e}")
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()         # run-guest.sh; its timeout ends QEMU
+        proc.wait()
+    if qmp:
+        qmp.close()
+    return final
+
+
+def run_case(case, opts, rundir):
+    """Boot the guest once for @case and return everything measured."""
+    period, buffer = SETTINGS[case["setting"]]
+    daemon = harness.PulseDaemon(harness.ensure_user(*BENCH_USER)).start()
+    load = start_load() if case["load"] == "load" else None
+    tmp = tempfile.mkdtemp(prefix="qva-bench-")
+    qmp_path = os.path.join(tmp, "qmp.sock")
+    pidfile = os.path.join(tmp, "qemu.pid")
+    audiodev = f"pa,id=snd0,server=unix:{daemon.socket}{case['opts']}"
+    append = (f"bench.period={period} bench.buffer={buffer} "
+              f"bench.seconds={opts.seconds}")
+    env = dict(os.environ, BENCH_APPEND=append, PULSE_COOKIE=daemon.cookie)
+    # -no-shutdown: the guest's power-off pauses QEMU instead of ending it,
+    # so its CPU time and the fork's stream counters can still be read.
+    cmd = [RUN_GUEST, case["binary"], GUEST, "-audiodev", audiodev,
+           "-qmp", f"unix:{qmp_path},server=on,wait=off",
+           "-pidfile", pidfile, "-no-shutdown"]
+    result = {"case": case, "append": append}
+    try:
+        rec = daemon.record()
+        t0 = time.monotonic()
+        with open(os.path.join(rundir, "qemu-stderr.log"), "w") as err:
+            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=err,
+                                    text=True, errors="replace")
+        pid_box = []
+        console = Console(proc.stdout, lambda: pid_box[0] if pid_box
+                          else None)
+        pid = wait_for_file(pidfile, proc)
+        if pid:
+            pid_box.append(pid)
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().decode().split("\0")[:-1]
+            result["cmdline"] = shlex.join(argv)
+        pa_samples, qmp_samples, qmp = sample_until_done(
+            case, daemon, console, proc, qmp_path)
+        final = finish_qemu(proc, qmp, qmp_path, pid, case) if pid else {}
+        console.thread.join(10)
+        result["run_s"] = time.monotonic() - t0
+        result["exit"] = proc.returncode
+        pcm = rec.stop()
+    finally:
+        stop_load(load)
+        daemon.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if opts.keep_audio:
+        with open(os.path.join(rundir, "monitor.raw"), "wb") as f:
+            f.write(pcm)
+    with open(os.path.join(rundir, "console.log"), "w") as f:
+        f.write("\n".join(console.lines) + "\n")
+    with open(os.path.join(rundir, "samples.json"), "w") as f:
+        json.dump({"marks": console.marks, "pactl": pa_samples,
+                   "qmp": qmp_samples}, f)
+    result.update(summarise(console, pa_samples, qmp_samples, final, pcm))
+    return result
+
+
+def summarise(console, pa_samples, qmp_samples, final, pcm):
+    """The numbers of one run from its raw observations."""
+    out = {"error": console.value("BENCH-ERROR")}
+    xruns = console.value("BENCH-UNDERRUNS")
+    out["guest_underruns"] = int(xruns) if xruns else None
+    out["guest_elapsed"] = console.value("BENCH-ELAPSED")
+    # Latency while the guest plays: between aplay's start and exit, and
+    # only while the stream is uncorked.
+    start = console.marks.get("BENCH-START", float("inf"))
+    end = console.marks.get("BENCH-APLAY-EXIT", float("inf"))
+    playing = [s for s in pa_samples
+               if start <= s["t"] <= end and not s["corked"]]
+    out["pa_latency"] = latency_stats(
+        [s["buffer_us"] + s["sink_us"] for s in playing])
+    out["pa_buffer"] = latency_stats([s["buffer_us"] for s in playing])
+    out["pa_sink"] = latency_stats([s["sink_us"] for s in playing])
+    out["stream_spec"] = playing[0]["spec"] if playing else None
+    snaps = console.snaps
+    if "start" in snaps and "end" in snaps:
+        out["cpu_play"], out["host_busy"] = cpu_ratio(snaps["start"],
+                                                      snaps["end"])
+    if final.get("wall_s"):
+        out["cpu_whole"] = final["cpu_s"] / final["wall_s"]
+    if final.get("qmp") is not None:
+        q = final["qmp"]
+        measured = [s["measured-latency"] for s in qmp_samples
+                    if start <= s["t"] <= end and "measured-latency" in s]
+        out["qmp"] = {k: q.get(k) for k in (
+            "configured-latency", "latency", "max-latency", "underruns",
+            "overruns", "adjustments", "tlength", "minreq")}
+        out["qmp"]["measured"] = latency_stats(measured)
+    out["signal"] = analyse_signal(pcm)
+    return out
+
+
+# --- output ---------------------------------------------------------------
+
+def fmt(v, digits=1):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def pct(v):
+    return "–" if v is None else f"{100 * v:.0f}"
+
+
+def result_row(r):
+    c, lat, sig = r["case"], r["pa_latency"], r["signal"]
+    period, buffer = SETTINGS[c["setting"]]
+    note = "ERROR " + r["error"] if r.get("error") else ""
+    if r.get("exit"):
+        note += f" exit {r['exit']}"
+    return (f"| {period}/{buffer} | {c['config']} | {c['load']} | "
+            f"{fmt(lat.get('median'))} | {fmt(lat.get('p95'))} | "
+            f"{fmt(lat.get('p99'))} | {fmt(lat.get('max'))} | "
+            f"{sig['gaps']} | {fmt(sig['gap_ms'])} | {sig['breaks']} | "
+            f"{fmt(sig['signal_s'], 2)} | {fmt(r.get('guest_underruns'))} | "
+            f"{pct(r.get('cpu_play'))} | {pct(r.get('cpu_whole'))} | "
+            f"{pct(r.get('host_busy'))} | {note.strip()} |")
+
+
+TABLE_HEAD = (
+    "| period/buffer | config | load | PA lat median ms | p95 | p99 | max | "
+    "gaps | gap ms | breaks | signal s | guest xruns | CPU % play | "
+    "CPU % whole | host busy % | notes |\n"
+    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "---:|---|")
+
+
+def qmp_table(results):
+    rows = [r for r in results if r.get("qmp")]
+    if not rows:
+        return ""
+    out = ["| period/buffer | config | load | configured ms | in force ms | "
+           "measured median ms | measured max ms | underruns | adjustments |"
+           " tlength B | minreq B |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        q, c = r["qmp"], r["case"]
+        period, buffer = SETTINGS[c["setting"]]
+        ms = (lambda v: None if v is None else v / 1000)
+        out.append(
+            f"| {period}/{buffer} | {c['config']} | {c['load']} | "
+            f"{fmt(ms(q['configured-latency']))} | {fmt(ms(q['latency']))} | "
+            f"{fmt(q['measured'].get('median'))} | "
+            f"{fmt(q['measured'].get('max'))} | {q['underruns']} | "
+            f"{q['adjustments']} | {fmt(q['tlength'])} | "
+            f"{fmt(q['minreq'])} |")
+    return "\n".join(out)
+
+
+def ratio(a, b):
+    return None if a is None or not b else a / b
+
+
+def ratio_table(results):
+    """Fork default vs each stock config, per setting and load."""
+    by = {(r["case"]["setting"], r["case"]["load"], r["case"]["config"]): r
+          for r in results}
+    out = ["| period/buffer | load | vs | median latency fork/stock | "
+           "CPU play fork/stock | CPU whole fork/stock |",
+           "|---|---|---|---:|---:|---:|"]
+    for (setting, load, config), fork in by.items():
+        if config != "fork-default":
+            continue
+        for stock_cfg in ("stock-default", "stock-tuned"):
+            stock = by.get((setting, load, stock_cfg))
+            if not stock:
+                continue
+            period, buffer = SETTINGS[setting]
+            out.append(
+                f"| {period}/{buffer} | {load} | {stock_cfg} | "
+                f"{fmt(ratio(fork['pa_latency'].get('median'), stock['pa_latency'].get('median')), 2)} | "
+                f"{fmt(ratio(fork.get('cpu_play'), stock.get('cpu_play')), 2)} | "
+                f"{fmt(ratio(fork.get('cpu_whole'), stock.get('cpu_whole')), 2)} |")
+    return "\n".join(out) if len(out) > 2 else ""
+
+
+def command_lines(results):
+    """One exact QEMU command line per config (the socket and temporary
+    paths differ between runs, nothing else does)."""
+    seen, out = set(), []
+    for r in results:
+        cfg = r["case"]["config"]
+        if cfg in seen or not r.get("cmdline"):
+            continue
+        seen.add(cfg)
+        out.append(f"- {cfg} (guest: `{r['append']}` in -append):\n\n"
+                   f"  ```\n  PULSE_COOKIE=/home/{BENCH_USER[0]}/.config/"
+                   f"pulse/cookie {r['cmdline']}\n  ```")
+    return "\n".join(out)
+
+
+def stderr_notes(rundirs):
+    """Distinct QEMU stderr lines per config, so warnings are not lost."""
+    out = []
+    for cfg, dirs in rundirs.items():
+        lines = {}
+        for d in dirs:
+            with open(os.path.join(d, "qemu-stderr.log"),
+                      errors="replace") as f:
+                for line in f:
+                    line = re.sub(r"\d+", "N", line.strip())
+                    lines[line] = lines.get(line, 0) + 1
+        for line, n in list(lines.items())[:6]:
+            out.append(f"- {cfg}: `{line}` ({n}×)")
+    return "\n".join(out) or "- (none)"
+
+
+def render(results, info, opts, started, finished, rundirs):
+    main = [r for r in results if not r["case"]["extra"]]
+    extra = [r for r in results if r["case"]["extra"]]
+    lines = [
+        f"# Audio benchmark {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}",
+        "",
+        f"`bench/run-bench.py {' '.join(opts.argv)}` — {len(results)} runs "
+        f"of {opts.seconds} s of audio each, total "
+        f"{(finished - started) / 60:.1f} min.  Columns: bench/README.md.",
+        "",
+        "## Machine",
+        "",
+        f"- nproc: {info['nproc']}; CPU: {info['cpu']}",
+        f"- kernel: {info['kernel']}",
+        f"- PulseAudio: {info['pulseaudio']} (null sink, 48 kHz s16le "
+        "stereo, daemon at normal priority as a throwaway user)",
+        f"- stock: `{STOCK}`: {info['stock']}",
+        f"- fork: `{FORK}`: {info['fork']}",
+        f"- load: `stress-ng --cpu {info['nproc']}` ({info['stress-ng']}) "
+        "at normal priority, from before QEMU starts until it has quit",
+        "- guest: TCG, q35, AC97 (snd-intel8x0), aplay to hw:0,0, "
+        "1 kHz sawtooth",
+        "",
+        "## Results",
+        "",
+        TABLE_HEAD,
+        *[result_row(r) for r in main],
+        "",
+    ]
+    ratios = ratio_table(main)
+    if ratios:
+        lines += ["## Fork default vs stock", "", ratios, ""]
+    qt = qmp_table(main)
+    if qt:
+        lines += ["## The fork's own view (QMP query-audio-streams at the "
+                  "end of the run; measured = sampled during playback)",
+                  "", qt, ""]
+    if extra:
+        lines += ["## Optional: extra fork variants", "", TABLE_HEAD,
+                  *[result_row(r) for r in extra], "", qmp_table(extra), ""]
+    specs = sorted({(r["case"]["config"], r.get("stream_spec") or "?")
+                    for r in results})
+    lines += [
+        "## Stream formats PulseAudio saw",
+        "",
+        *[f"- {cfg}: {spec}" for cfg, spec in specs],
+        "",
+        "## Command lines",
+        "",
+        command_lines(results),
+        "",
+        "## QEMU stderr (digits replaced by N)",
+        "",
+        stderr_notes(rundirs),
+        "",
+        "## Why these guest settings",
+        "",
+        "period 256 / buffer 1024 frames (5.3 / 21.3 ms) is the main case: "
+        "a buffer a desktop player might use that is still more than twice "
+        "stock QEMU's default 10 ms audio timer, so stock can keep it fed "
+        "when idle and the comparison is about latency and glitches, not "
+        "an outright failure.  period 128 / buffer 512 (10.7 ms) is the "
+        "small-buffer case: about one stock timer tick of buffer.",
+        "",
+    ]
+    if info.get("fork_changed"):
+        lines += ["**Warning:** the fork's binary changed during the run "
+                  "(someone rebuilt it); fork rows may mix two builds.", ""]
+    return "\n".join(lines)
+
+
+# --- main -----------------------------------------------------------------
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=int, default=60,
+                   help="audio the guest plays per run (default 60)")
+    p.add_argument("--configs", default=",".join(CONFIGS),
+                   help=f"comma list of {', '.join(CONFIGS)}")
+    p.add_argument("--loads", default=",".join(LOADS),
+                   help="comma list of idle, load")
+    p.add_argument("--settings", default=",".join(SETTINGS),
+                   help="comma list of main (256/1024), small (128/512)")
+    p.add_argument("--fork-variant", action="append", default=[],
+                   metavar="NAME=OPTS",
+                   help="an extra fork run with ',OPTS' added to -audiodev,"
+                        " e.g. fork-lat10=out.latency=10000 (repeatable;"
+                        " reported in a separate section)")
+    p.add_argument("--output", help="Markdown file (default bench/results/"
+                                    "RESULTS-<date>.md)")
+    p.add_argument("--keep-audio", action="store_true",
+                   help="keep each run's monitor recording (raw s16le)")
+    opts = p.parse_args(argv)
+    opts.argv = argv
+    return opts
+
+
+def plan(opts):
+    """The cases to run, in order: settings, then loads, then configs, so
+    that the cases compared with each other run close together in time."""
+    configs = {}
+    for name in opts.configs.split(","):
+        if name not in CONFIGS:
+            sys.exit(f"run-bench: unknown config {name}")
+        binary, extra_opts = CONFIGS[name]
+        configs[name] = {"binary": binary, "opts": extra_opts, "extra": False}
+    for v in opts.fork_variant:
+        name, _, extra_opts = v.partition("=")
+        configs[name] = {"binary": FORK, "opts": "," + extra_opts,
+                         "extra": True}
+    cases = []
+    for setting in opts.settings.split(","):
+        if setting not in SETTINGS:
+            sys.exit(f"run-bench: unknown setting {setting}")
+        for load in opts.loads.split(","):
+            if load not in LOADS:
+                sys.exit(f"run-bench: unknown load {load}")
+            for name, c in configs.items():
+                cases.append(dict(c, config=name, setting=setting,
+                                  load=load, qmp_streams=c["binary"] == FORK))
+    return cases
+
+
+def main():
+    opts = parse_args(sys.argv[1:])
+    cases = plan(opts)
+    ensure_prerequisites(any(c["load"] == "load" for c in cases))
+    started = time.time()
+    stamp = time.strftime("%Y-%m-%d", time.localtime(started))
+    output = opts.output or os.path.join(HERE, "results",
+                                         f"RESULTS-{stamp}.md")
+    runs = os.path.join(TOP, "bench", "out", "runs",
+                        time.strftime("%Y%m%d-%H%M%S"))
+    info = machine_info()
+    fork_id = file_id(FORK)
+    log(f"{len(cases)} runs of {opts.seconds} s; raw data in {runs}")
+    results, rundirs = [], {}
+    for n, case in enumerate(cases, 1):
+        name = f"{case['setting']}-{case['config']}-{case['load']}"
+        rundir = os.path.join(runs, name)
+        os.makedirs(rundir, exist_ok=True)
+        rundirs.setdefault(case["config"], []).append(rundir)
+        log(f"[{n}/{len(cases)}] {name} "
+            f"({(time.time() - started) / 60:.1f} min so far)")
+        r = run_case(case, opts, rundir)
+        results.append(r)
+        log("  " + result_row(r))
+    finished = time.time()
+    info["fork_changed"] = file_id(FORK) != fork_id
+    text = render(results, info, opts, started, finished, rundirs)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "w") as f:
+        f.write(text)
+    with open(os.path.splitext(output)[0] + ".json", "w") as f:
+        json.dump({"machine": info, "results": results}, f, indent=1)
+    print(text)
+    log(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
