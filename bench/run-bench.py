@@ -64,6 +64,9 @@ BREAK_TOLERANCE = 0.25
 # The sawtooth itself passes through (0, 0) once per cycle, so a silent
 # gap is two or more zero frames in a row.
 MIN_GAP = 2
+# The fork raises its latency after underruns, mostly in the first
+# seconds; gaps after this many seconds of signal are counted apart too.
+SETTLED_S = 5
 
 CONFIGS = {
     "stock-default": (STOCK, ""),
@@ -104,23 +107,28 @@ def cpu_model():
     return "?"
 
 
-def machine_info():
+def machine_info(fork):
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu_model(),
         "kernel": " ".join(os.uname()[2:4]),
         "pulseaudio": first_line(["pulseaudio", "--version"]),
         "stock": first_line([STOCK, "--version"]),
-        "fork": first_line([FORK, "--version"]),
+        "fork": first_line([fork, "--version"]),
         "stress-ng": first_line(["stress-ng", "--version"]),
         "python": sys.version.split()[0],
     }
 
 
-def file_id(path):
-    """Size and mtime of a binary: others may rebuild the fork meanwhile."""
-    st = os.stat(os.path.realpath(path))
-    return f"{st.st_size}:{st.st_mtime_ns}"
+def snapshot_fork(src, rundir):
+    """A private copy of the fork's binary, so that a rebuild in the
+    checkout during the hour-long run cannot mix two builds in one table.
+    It finds its firmware by the absolute paths it was configured with
+    (Debian's packages), so it runs from anywhere."""
+    dst = os.path.join(rundir, "fork", "qemu-system-x86_64")
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    shutil.copy2(os.path.realpath(src), dst)
+    return dst
 
 
 # --- what the benchmark needs on the host ----------------------------------
@@ -321,9 +329,10 @@ def analyse_signal(pcm):
     n = len(left)
     first = next((i for i in range(n) if left[i] or right[i]), None)
     if first is None:
-        return {"signal_s": 0.0, "gaps": 0, "gap_ms": 0.0, "breaks": 0}
+        return {"signal_s": 0.0, "gaps": 0, "gap_ms": 0.0, "breaks": 0,
+                "late_gaps": 0, "where": []}
     last = next(i for i in range(n - 1, -1, -1) if left[i] or right[i])
-    gaps = gap_frames = breaks = signal_frames = 0
+    gaps = gap_frames = breaks = signal_frames = late_gaps = 0
     where = []                  # (seconds into the signal, what), the first
     zero_run = 0
     ref_phase = None            # phase of the last reliable sample
@@ -337,6 +346,8 @@ def analyse_signal(pcm):
         if zero_run >= MIN_GAP:
             gaps += 1
             gap_frames += zero_run
+            if i - first >= SETTLED_S * RATE:
+                late_gaps += 1
             if len(where) < 40:
                 where.append((round((i - first) / RATE, 4),
                               f"gap {zero_run}"))
@@ -364,6 +375,7 @@ def analyse_signal(pcm):
             ref_phase, since_ref = phase, 0
     return {"signal_s": signal_frames / RATE, "gaps": gaps,
             "gap_ms": gap_frames * 1000 / RATE, "breaks": breaks,
+            "late_gaps": late_gaps,
             "where": where}
 
 
@@ -570,7 +582,8 @@ def result_row(r):
     return (f"| {period}/{buffer} | {c['config']} | {c['load']} | "
             f"{fmt(lat.get('median'))} | {fmt(lat.get('p95'))} | "
             f"{fmt(lat.get('p99'))} | {fmt(lat.get('max'))} | "
-            f"{sig['gaps']} | {fmt(sig['gap_ms'])} | {sig['breaks']} | "
+            f"{sig['gaps']} | {sig['late_gaps']} | {fmt(sig['gap_ms'])} | "
+            f"{sig['breaks']} | "
             f"{fmt(sig['signal_s'], 2)} | {fmt(r.get('guest_underruns'))} | "
             f"{pct(r.get('cpu_play'))} | {pct(r.get('cpu_whole'))} | "
             f"{pct(r.get('host_busy'))} | {note.strip()} |")
@@ -578,10 +591,10 @@ def result_row(r):
 
 TABLE_HEAD = (
     "| period/buffer | config | load | PA lat median ms | p95 | p99 | max | "
-    "gaps | gap ms | breaks | signal s | guest xruns | CPU % play | "
-    "CPU % whole | host busy % | notes |\n"
+    f"gaps | gaps after {SETTLED_S} s | gap ms | breaks | signal s | "
+    "guest xruns | CPU % play | CPU % whole | host busy % | notes |\n"
     "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    "---:|---|")
+    "---:|---:|---|")
 
 
 def qmp_table(results):
@@ -682,7 +695,9 @@ def render(results, info, opts, started, finished, rundirs):
         f"- PulseAudio: {info['pulseaudio']} (null sink, 48 kHz s16le "
         "stereo, daemon at normal priority as a throwaway user)",
         f"- stock: `{STOCK}`: {info['stock']}",
-        f"- fork: `{FORK}`: {info['fork']}",
+        f"- fork: `{FORK}`: {info['fork']}" + (
+            "" if opts.no_snapshot else
+            " (run from a copy taken at the start, path below)"),
         f"- load: `stress-ng --cpu {info['nproc']}` ({info['stress-ng']}) "
         "at normal priority, from before QEMU starts until it has quit",
         "- guest: TCG, q35, AC97 (snd-intel8x0), aplay to hw:0,0, "
@@ -730,9 +745,6 @@ def render(results, info, opts, started, finished, rundirs):
         "small-buffer case: about one stock timer tick of buffer.",
         "",
     ]
-    if info.get("fork_changed"):
-        lines += ["**Warning:** the fork's binary changed during the run "
-                  "(someone rebuilt it); fork rows may mix two builds.", ""]
     return "\n".join(lines)
 
 
@@ -755,6 +767,9 @@ def parse_args(argv):
                         " reported in a separate section)")
     p.add_argument("--output", help="Markdown file (default bench/results/"
                                     "RESULTS-<date>.md)")
+    p.add_argument("--no-snapshot", action="store_true",
+                   help="run build/qemu-system-x86_64 in place instead of "
+                        "a copy taken at the start")
     p.add_argument("--keep-audio", action="store_true",
                    help="keep each run's monitor recording (raw s16le)")
     opts = p.parse_args(argv)
@@ -798,8 +813,11 @@ def main():
                                          f"RESULTS-{stamp}.md")
     runs = os.path.join(TOP, "bench", "out", "runs",
                         time.strftime("%Y%m%d-%H%M%S"))
-    info = machine_info()
-    fork_id = file_id(FORK)
+    fork = FORK if opts.no_snapshot else snapshot_fork(FORK, runs)
+    for c in cases:
+        if c["binary"] == FORK:
+            c["binary"] = fork
+    info = machine_info(fork)
     log(f"{len(cases)} runs of {opts.seconds} s; raw data in {runs}")
     results, rundirs = [], {}
     for n, case in enumerate(cases, 1):
@@ -813,7 +831,6 @@ def main():
         results.append(r)
         log("  " + result_row(r))
     finished = time.time()
-    info["fork_changed"] = file_id(FORK) != fork_id
     text = render(results, info, opts, started, finished, rundirs)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as f:

@@ -349,14 +349,14 @@ def halt_bios(directory):
 class Qemu:
     """The binary with QMP and a qtest channel, its stderr read as lines."""
 
-    def __init__(self, args, env=None, user=None, qtest=True):
+    def __init__(self, args, env=None, user=None, qtest=True, binary=None):
         self.dir = tempfile.mkdtemp(prefix="qva-qemu-")
         os.chmod(self.dir, 0o777)
         self.qmp_path = os.path.join(self.dir, "qmp.sock")
         self.qtest_path = os.path.join(self.dir, "qtest.sock")
         self.lines = []
         self.line_cond = threading.Condition()
-        cmd = [qemu_binary(), "-nodefaults", "-display", "none",
+        cmd = [binary or qemu_binary(), "-nodefaults", "-display", "none",
                "-chardev", f"socket,id=qmp,path={self.qmp_path},"
                            "server=on,wait=off",
                "-mon", "chardev=qmp,mode=control"]
@@ -457,6 +457,8 @@ class Qemu:
 
 
 class QMP:
+    """QMP over a unix socket: commands, and events waited for."""
+
     def __init__(self, path):
         deadline = time.monotonic() + 20
         while True:
@@ -469,23 +471,50 @@ class QMP:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
-        self.file = self.sock.makefile("rw")
-        json.loads(self.file.readline())            # greeting
+        self.buf = b""
+        self.events = collections.deque()
+        self._read(None)                            # greeting
         self.command("qmp_capabilities")
 
-    def command(self, name, **args):
-        self.file.write(json.dumps({"execute": name, "arguments": args})
-                        + "\n")
-        self.file.flush()
-        while True:
-            line = self.file.readline()
-            if not line:
+    def _read(self, deadline):
+        """One JSON message, or None if @deadline passes first."""
+        while b"\n" not in self.buf:
+            if deadline is not None:
+                left = max(0.0, deadline - time.monotonic())
+                if not select.select([self.sock], [], [], left)[0]:
+                    return None
+            chunk = self.sock.recv(65536)
+            if not chunk:
                 raise ValueError("QMP closed")
-            reply = json.loads(line)
-            if "return" in reply:
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return json.loads(line)
+
+    def command(self, name, **args):
+        self.sock.sendall(json.dumps({"execute": name, "arguments": args})
+                          .encode() + b"\n")
+        while True:
+            reply = self._read(None)
+            if "event" in reply:
+                self.events.append(reply)
+            elif "return" in reply:
                 return reply["return"]
-            if "error" in reply:
+            elif "error" in reply:
                 raise ValueError(reply["error"]["desc"])
+
+    def wait_event(self, name, match=lambda data: True, timeout=20):
+        """The first event @name whose data @match, or None."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self.events:
+                ev = self.events.popleft()
+                if ev["event"] == name and match(ev.get("data", {})):
+                    return ev
+            msg = self._read(deadline)
+            if msg is None:
+                return None
+            if "event" in msg:
+                self.events.append(msg)
 
     def close(self):
         self.sock.close()
@@ -578,8 +607,10 @@ class AC97Player:
     PO = 0x10
     BUF_FRAMES = RATE // 100                    # 10 ms
 
-    def __init__(self, qt, devfn=(4, 0)):
+    def __init__(self, qt, devfn=(4, 0), buf_frames=None):
         self.qt = qt
+        if buf_frames:
+            self.BUF_FRAMES = buf_frames
         dev, fn = devfn
         self.cfg = 0x80000000 | (dev << 11) | (fn << 8)
         self.chunks = []

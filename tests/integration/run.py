@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the pa integration tests and print TAP.
 
-usage: tests/pa/run.py [NAME-SUBSTRING...]
+usage: tests/integration/run.py [NAME-SUBSTRING...]
 
 Each test is a function named test_* in test_*.py here; it raises Skip
 with a reason when it cannot run on this machine.  Exit status 1 if any
@@ -17,7 +17,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
-MODULES = ["test_backend", "test_discovery"]
+MODULES = ["test_backend", "test_discovery", "test_migration"]
 
 
 def collect(filters):
@@ -44,15 +44,15 @@ def main():
         try:
             fn()
         except harness.Skip as e:
-            print(f"ok {n} /pa/{name} # SKIP {e}", flush=True)
+            print(f"ok {n} /integration/{name} # SKIP {e}", flush=True)
             continue
         except Exception:
             failed += 1
-            print(f"not ok {n} /pa/{name}", flush=True)
+            print(f"not ok {n} /integration/{name}", flush=True)
             for line in traceback.format_exc().splitlines():
                 print(f"# {line}", flush=True)
             continue
-        print(f"ok {n} /pa/{name} # {time.monotonic() - start:.1f}s",
+        print(f"ok {n} /integration/{name} # {time.monotonic() - start:.1f}s",
               flush=True)
     return 1 if failed else 0
 

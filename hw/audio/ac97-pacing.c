@@ -1,0 +1,354 @@
+/*
+ * AC97: pacing bus-master DMA and interrupts by the sample clock
+ *
+ * Upstream's AC97 has no clock of its own: it copies guest memory when the
+ * audio layer's timer (10 ms by default) asks for data, as much as the
+ * backend has room for.  Buffer-completion interrupts then come in bursts,
+ * at most 100 times a second, and a guest with 128-frame periods (2.7 ms)
+ * glitches (GitLab #1076).  Here each running stream has a timer of its
+ * own (1 ms by default) that moves exactly the bytes due at the stream's
+ * sample rate, so PICB falls steadily and every interrupt comes within one
+ * period of its ideal time.  A small FIFO per stream sits between the DMA
+ * and the backend, which runs on its own timer; its fill level steers the
+ * DMA pace by a few hundred ppm at most, so a backend clock that drifts
+ * neither starves nor floods the guest.
+ *
+ * Copyright (c) 2026 qemu-vfio-audio developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "hw/audio/ac97-pacing.h"
+#include "trace.h"
+
+#define PCM_OUT                 1       /* ac97.c's PO_INDEX */
+#define FIFO_BYTES              (64 * 1024)
+#define PPM_LIMIT               5000
+#define PPM_PER_TICK_OF_ERROR   1000
+#define PERIOD_MIN_US           100
+#define PERIOD_MAX_US           10000
+
+/* --- the FIFO ------------------------------------------------------------- */
+
+static uint32_t fifo_push(AC97PacingFifo *f, const uint8_t *buf, uint32_t n)
+{
+    uint32_t done = 0;
+
+    n = MIN(n, f->size - f->len);
+    while (done < n) {
+        uint32_t tail = (f->head + f->len) % f->size;
+        uint32_t chunk = MIN(n - done, f->size - tail);
+
+        memcpy(f->data + tail, buf + done, chunk);
+        f->len += chunk;
+        done += chunk;
+    }
+    return done;
+}
+
+/* Contiguous bytes at the head, at most @n. */
+static uint32_t fifo_peek(AC97PacingFifo *f, uint8_t **buf, uint32_t n)
+{
+    *buf = f->data + f->head;
+    return MIN(MIN(n, f->len), f->size - f->head);
+}
+
+static void fifo_drop(AC97PacingFifo *f, uint32_t n)
+{
+    f->head = (f->head + n) % f->size;
+    f->len -= n;
+}
+
+static uint32_t fifo_pop(AC97PacingFifo *f, uint8_t *buf, uint32_t n)
+{
+    uint32_t done = 0;
+
+    while (done < n && f->len) {
+        uint8_t *src;
+        uint32_t chunk = fifo_peek(f, &src, n - done);
+
+        memcpy(buf + done, src, chunk);
+        fifo_drop(f, chunk);
+        done += chunk;
+    }
+    return done;
+}
+
+/* --- the clock ------------------------------------------------------------ */
+
+static uint32_t tick_bytes(AC97PacingStream *st)
+{
+    uint64_t frames = (uint64_t)st->rate * st->pacing->period_us / 1000000;
+
+    return MAX(frames, 1) * AC97_PACING_FRAME;
+}
+
+/*
+ * After each exchange with the backend the FIFO is at its lowest.  If that
+ * low mark stays above a tick's worth, the backend takes less than the
+ * guest gives (playback: slow the guest down) or gives more than the guest
+ * takes (capture: speed it up), in proportion, within PPM_LIMIT.  The
+ * other way round there is nothing to correct: a drained playback FIFO
+ * means the backend keeps up, and capture pads what is missing with
+ * silence; speeding playback up would only fill the backend's buffers.
+ */
+static void steer(AC97PacingStream *st)
+{
+    int64_t target = tick_bytes(st);
+    int64_t excess;
+
+    st->low_fill += ((int64_t)st->fifo.len * 256 - st->low_fill) / 16;
+    excess = MAX(st->low_fill / 256 - target, 0);
+    st->ppm = MIN(excess * PPM_PER_TICK_OF_ERROR / target, PPM_LIMIT);
+    if (st->index == PCM_OUT) {
+        st->ppm = -st->ppm;
+    }
+}
+
+static void tick(void *opaque)
+{
+    AC97PacingStream *st = opaque;
+    AC97Pacing *p = st->pacing;
+    int64_t now = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
+    uint64_t elapsed = now - st->last_ns;
+    uint64_t frames;
+
+    st->last_ns = now;
+    st->frac += muldiv64(elapsed * st->rate, 1000000 + st->ppm, 1000000);
+    frames = st->frac / NANOSECONDS_PER_SECOND;
+    st->frac %= NANOSECONDS_PER_SECOND;
+    if (frames) {
+        trace_ac97_pacing_tick(st->index, frames, st->fifo.len, st->ppm);
+        p->transfer(p->opaque, st->index, frames * AC97_PACING_FRAME);
+    }
+    if (st->running) {
+        timer_mod(st->timer, now + p->period_us * SCALE_US);
+    }
+}
+
+/*
+ * A stopped stream keeps what it had taken from the guest: it is played
+ * when the stream starts again, as if the pause had not happened.
+ */
+static void stream_stop(AC97PacingStream *st)
+{
+    timer_del(st->timer);
+    st->running = false;
+}
+
+static void stream_reset(AC97PacingStream *st)
+{
+    stream_stop(st);
+    st->active = false;
+    st->frac = 0;
+    st->ppm = 0;
+    st->low_fill = 0;
+    st->fifo.head = st->fifo.len = 0;
+}
+
+static void stream_start(AC97PacingStream *st)
+{
+    int64_t now = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
+
+    if (st->running || st->rate == 0) {
+        return;
+    }
+    st->running = true;
+    st->last_ns = now;
+    timer_mod(st->timer, now + st->pacing->period_us * SCALE_US);
+}
+
+void ac97_pacing_set_rate(AC97Pacing *p, int index, int rate)
+{
+    AC97PacingStream *st = &p->st[index];
+
+    if (!p->enabled) {
+        return;
+    }
+    if (st->rate != MAX(rate, 0)) {
+        bool active = st->active;
+
+        stream_reset(st);
+        st->rate = MAX(rate, 0);
+        st->active = active;
+        if (active) {
+            stream_start(st);
+        }
+    }
+}
+
+void ac97_pacing_reset(AC97Pacing *p, int index)
+{
+    if (p->enabled) {
+        stream_reset(&p->st[index]);
+    }
+}
+
+void ac97_pacing_set_active(AC97Pacing *p, int index, bool on)
+{
+    if (!p->enabled) {
+        return;
+    }
+    p->st[index].active = on;
+    if (on) {
+        stream_start(&p->st[index]);
+    } else {
+        stream_stop(&p->st[index]);
+    }
+}
+
+/* --- the data path -------------------------------------------------------- */
+
+int ac97_pacing_write(AC97Pacing *p, SWVoiceOut *voice, const void *buf,
+                      int len)
+{
+    if (!p->enabled) {
+        return AUD_write(voice, (void *)buf, len);
+    }
+    return fifo_push(&p->st[PCM_OUT].fifo, buf, len);
+}
+
+/*
+ * Capture is paced by the guest's clock: what the backend has not
+ * delivered yet is silence, so the guest's interrupts stay on time.
+ */
+int ac97_pacing_read(AC97Pacing *p, int index, SWVoiceIn *voice, void *buf,
+                     int len)
+{
+    AC97PacingStream *st = &p->st[index];
+    uint32_t got;
+
+    if (!p->enabled) {
+        return AUD_read(voice, buf, len);
+    }
+    got = fifo_pop(&st->fifo, buf, len);
+    if (got < len) {
+        trace_ac97_pacing_starved(index, len - got);
+        memset((uint8_t *)buf + got, 0, len - got);
+    }
+    return len;
+}
+
+void ac97_pacing_backend_out(AC97Pacing *p, SWVoiceOut *voice, int free)
+{
+    AC97PacingStream *st = &p->st[PCM_OUT];
+
+    while (free > 0 && st->fifo.len) {
+        uint8_t *src;
+        uint32_t n = fifo_peek(&st->fifo, &src, free);
+        int done = AUD_write(voice, src, n);
+
+        if (done <= 0) {
+            break;
+        }
+        fifo_drop(&st->fifo, done);
+        free -= done;
+    }
+    steer(st);
+}
+
+void ac97_pacing_backend_in(AC97Pacing *p, int index, SWVoiceIn *voice,
+                            int avail)
+{
+    AC97PacingStream *st = &p->st[index];
+    uint8_t buf[4096];
+
+    steer(st);
+    while (avail > 0) {
+        int want = MIN(MIN(avail, sizeof(buf)),
+                       st->fifo.size - st->fifo.len);
+        int got = want > 0 ? AUD_read(voice, buf, want) : 0;
+
+        if (got <= 0) {
+            break;
+        }
+        fifo_push(&st->fifo, buf, got);
+        avail -= got;
+    }
+}
+
+/* --- life cycle ------------------------------------------------------------ */
+
+bool ac97_pacing_init(AC97Pacing *p, AC97PacingTransfer *transfer,
+                      void *opaque, Error **errp)
+{
+    int i;
+
+    if (p->period_us < PERIOD_MIN_US || p->period_us > PERIOD_MAX_US) {
+        error_setg(errp, "AC97 timer-period=%u is out of range; accepted "
+                   "values are %u to %u (microseconds)", p->period_us,
+                   PERIOD_MIN_US, PERIOD_MAX_US);
+        return false;
+    }
+    p->transfer = transfer;
+    p->opaque = opaque;
+    for (i = 0; i < AC97_PACING_STREAMS; i++) {
+        AC97PacingStream *st = &p->st[i];
+
+        st->pacing = p;
+        st->index = i;
+        st->timer = timer_new_ns(QEMU_CLOCK_VIRTUAL, tick, st);
+        st->fifo.size = FIFO_BYTES;
+        st->fifo.data = g_malloc(FIFO_BYTES);
+    }
+    return true;
+}
+
+void ac97_pacing_fini(AC97Pacing *p)
+{
+    int i;
+
+    for (i = 0; i < AC97_PACING_STREAMS; i++) {
+        AC97PacingStream *st = &p->st[i];
+
+        if (st->timer) {
+            timer_free(st->timer);
+            st->timer = NULL;
+        }
+        g_free(st->fifo.data);
+        st->fifo.data = NULL;
+    }
+}
+
+/* --- migration ------------------------------------------------------------- */
+
+bool ac97_pacing_migration_needed(AC97Pacing *p)
+{
+    int i;
+
+    for (i = 0; p->enabled && i < AC97_PACING_STREAMS; i++) {
+        if (p->st[i].running) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Only the clock's fractions: the FIFOs hold a few milliseconds that the
+ * destination's backend does not have yet anyway.  A stream that runs is
+ * restarted by ac97.c's post_load.
+ */
+static const VMStateDescription vmstate_ac97_pacing_stream = {
+    .name = "ac97-pacing-stream",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = (VMStateField[]) {
+        VMSTATE_UINT64(frac, AC97PacingStream),
+        VMSTATE_INT32(ppm, AC97PacingStream),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
+const VMStateDescription vmstate_ac97_pacing = {
+    .name = "ac97-pacing",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = (VMStateField[]) {
+        VMSTATE_STRUCT_ARRAY(st, AC97Pacing, AC97_PACING_STREAMS, 1,
+                             vmstate_ac97_pacing_stream, AC97PacingStream),
+        VMSTATE_END_OF_LIST()
+    }
+};
