@@ -4,18 +4,25 @@
 #                   fetch and prepare upstream, build build/qemu-system-x86_64
 #   make check      build and run every test (see buildsys/run-checks)
 #   make reconfigure  re-run ./configure with the options it was last given
+#   make install    install under PREFIX (/usr/local), into DESTDIR if set
+#   make uninstall  remove exactly what make install installed there
+#   make deb        build/qemu-system-x86-vfio-audio_*.deb, a drop-in for
+#                   Debian's qemu-system-x86_64 (buildsys/make-deb)
 #   make clean      drop the objects, keep the prepared tree and download
 #   make distclean  drop build/ entirely
 
 BUILD ?= build
 QEMU_BUILD := $(BUILD)/qemu
 NINJA ?= ninja
+PREFIX ?= /usr/local
+DESTDIR ?=
 
 # ccache hits across clones: paths below the checkout are made relative.
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all setup reconfigure prepare check clean distclean
+.PHONY: all setup reconfigure prepare check install uninstall deb clean \
+	distclean
 
 all: prepare
 	$(NINJA) -C $(QEMU_BUILD) qemu-system-x86_64
@@ -47,6 +54,15 @@ prepare: $(BUILD)/config.status
 
 check: all
 	buildsys/run-checks $(BUILD)
+
+install: all
+	buildsys/install install $(BUILD) "$(PREFIX)" "$(DESTDIR)"
+
+uninstall:
+	buildsys/install uninstall $(BUILD) "$(PREFIX)" "$(DESTDIR)"
+
+deb: all
+	buildsys/make-deb $(BUILD) $(BUILD)/deb
 
 clean:
 	@if [ -d $(QEMU_BUILD) ]; then $(NINJA) -C $(QEMU_BUILD) clean; fi

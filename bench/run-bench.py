@@ -17,6 +17,7 @@ raw numbers to a .json beside it).  Run as root; see bench/README.md.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -33,7 +34,7 @@ from array import array
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(TOP, "tests", "pa"))
+sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 import harness  # noqa: E402  (the daemon and recorder the pa tests use)
 
 STOCK = "/usr/bin/qemu-system-x86_64"
@@ -107,8 +108,25 @@ def cpu_model():
     return "?"
 
 
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def device_props(binary, device="AC97"):
+    """`-device AC97,help` lines, to show what the fork's device adds."""
+    out = subprocess.run([binary, "-device", f"{device},help"],
+                         capture_output=True, text=True).stdout
+    return {line.strip() for line in out.splitlines()[1:]}
+
+
 def machine_info(fork):
     return {
+        "fork_sha256": sha256(fork),
+        "ac97_fork_only": sorted(device_props(fork) - device_props(STOCK)),
         "nproc": os.cpu_count(),
         "cpu": cpu_model(),
         "kernel": " ".join(os.uname()[2:4]),
@@ -620,8 +638,10 @@ def qmp_table(results):
     return "\n".join(out)
 
 
-def ratio(a, b):
-    return None if a is None or not b else a / b
+def ratio(fork, stock, get):
+    """get(fork) / get(stock), formatted; '–' if either is missing."""
+    a, b = get(fork), get(stock)
+    return fmt(None if a is None or not b else a / b, 2)
 
 
 def ratio_table(results):
@@ -639,11 +659,11 @@ def ratio_table(results):
             if not stock:
                 continue
             period, buffer = SETTINGS[setting]
-            out.append(
-                f"| {period}/{buffer} | {load} | {stock_cfg} | "
-                f"{fmt(ratio(fork['pa_latency'].get('median'), stock['pa_latency'].get('median')), 2)} | "
-                f"{fmt(ratio(fork.get('cpu_play'), stock.get('cpu_play')), 2)} | "
-                f"{fmt(ratio(fork.get('cpu_whole'), stock.get('cpu_whole')), 2)} |")
+            lat = ratio(fork, stock, lambda r: r["pa_latency"].get("median"))
+            play = ratio(fork, stock, lambda r: r.get("cpu_play"))
+            whole = ratio(fork, stock, lambda r: r.get("cpu_whole"))
+            out.append(f"| {period}/{buffer} | {load} | {stock_cfg} | "
+                       f"{lat} | {play} | {whole} |")
     return "\n".join(out) if len(out) > 2 else ""
 
 
@@ -681,8 +701,9 @@ def stderr_notes(rundirs):
 def render(results, info, opts, started, finished, rundirs):
     main = [r for r in results if not r["case"]["extra"]]
     extra = [r for r in results if r["case"]["extra"]]
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(started))
     lines = [
-        f"# Audio benchmark {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}",
+        f"# Audio benchmark {when}",
         "",
         f"`bench/run-bench.py {' '.join(opts.argv)}` — {len(results)} runs "
         f"of {opts.seconds} s of audio each, total "
@@ -697,7 +718,10 @@ def render(results, info, opts, started, finished, rundirs):
         f"- stock: `{STOCK}`: {info['stock']}",
         f"- fork: `{FORK}`: {info['fork']}" + (
             "" if opts.no_snapshot else
-            " (run from a copy taken at the start, path below)"),
+            " (run from a copy taken at the start, path below)") +
+        f"; sha256 {info['fork_sha256'][:16]}",
+        "- AC97 properties only the fork has: " + (
+            ", ".join(f"`{p}`" for p in info["ac97_fork_only"]) or "none"),
         f"- load: `stress-ng --cpu {info['nproc']}` ({info['stress-ng']}) "
         "at normal priority, from before QEMU starts until it has quit",
         "- guest: TCG, q35, AC97 (snd-intel8x0), aplay to hw:0,0, "
