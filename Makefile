@@ -8,6 +8,9 @@
 #   make uninstall  remove exactly what make install installed there
 #   make deb        build/qemu-system-x86-vfio-audio_*.deb, a drop-in for
 #                   Debian's qemu-system-x86_64 (buildsys/make-deb)
+#   make demo       boot a tiny Debian guest on the fork that plays a chime
+#                   to your sound server (bench/guest)
+#   make bench      the latency benchmark against Debian's stock binary
 #   make clean      drop the objects, keep the prepared tree and download
 #   make distclean  drop build/ entirely
 
@@ -21,8 +24,8 @@ DESTDIR ?=
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all setup reconfigure prepare check install uninstall deb clean \
-	distclean
+.PHONY: all setup reconfigure prepare check install uninstall deb demo \
+	bench clean distclean
 
 all: prepare
 	$(NINJA) -C $(QEMU_BUILD) qemu-system-x86_64
@@ -63,6 +66,15 @@ uninstall:
 
 deb: all
 	buildsys/make-deb $(BUILD) $(BUILD)/deb
+
+# The guest is built from Debian packages (kernel, busybox, alsa-utils).
+demo: all
+	bench/guest/build-guest.sh $(BUILD)/guest
+	bench/guest/run-guest.sh $(BUILD)/qemu-system-x86_64 $(BUILD)/guest \
+		-audiodev pa,id=snd0
+
+bench: all
+	bench/run-bench.py
 
 clean:
 	@if [ -d $(QEMU_BUILD) ]; then $(NINJA) -C $(QEMU_BUILD) clean; fi
