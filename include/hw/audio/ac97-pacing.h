@@ -50,9 +50,9 @@ struct AC97Pacing {
     AC97PacingStream st[AC97_PACING_STREAMS];
 };
 
-#define DEFINE_AC97_PACING_PROPERTIES(_state, _field)                   \
-    DEFINE_PROP_BOOL("use-timer", _state, _field.enabled, true),        \
-    DEFINE_PROP_UINT32("timer-period", _state, _field.period_us, 1000)
+/* Defaults of the device's properties use-timer and timer-period. */
+#define AC97_PACING_DEFAULT_ENABLED     true
+#define AC97_PACING_DEFAULT_PERIOD_US   1000
 
 /* realize/unrealize; @transfer is the device's DMA for one stream. */
 bool ac97_pacing_init(AC97Pacing *p, AC97PacingTransfer *transfer,
