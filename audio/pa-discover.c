@@ -122,6 +122,17 @@ static void choose(PaServerChoice *c, const char *server, const char *rule)
     }
 }
 
+/* @uid's socket in the runtime directories, already checked. */
+static void choose_user(PaServerChoice *c, const PaDiscoverPaths *paths,
+                        uid_t uid, const char *rule)
+{
+    g_autofree char *server = g_strdup_printf("unix:%s/%u/pulse/native",
+                                              paths->run_user_dir,
+                                              (unsigned)uid);
+
+    choose(c, server, rule);
+}
+
 /* A socket of @uid at @path: the server to use. */
 static bool try_socket(PaServerChoice *c, const char *path, uid_t uid,
                        const char *rule, GString *tried)
@@ -334,22 +345,14 @@ static bool from_desktop_user(PaServerChoice *c, uid_t self,
     if (active_seat_uid(paths, &active)) {
         for (i = 0; i < found->len; i++) {
             if (g_array_index(found, uid_t, i) == active) {
-                g_autofree char *path = g_strdup_printf(
-                    "unix:%s/%u/pulse/native", paths->run_user_dir,
-                    (unsigned)active);
-
-                choose(c, path, "the user of the active login session "
-                       "(logind seat0)");
+                choose_user(c, paths, active, "the user of the active login "
+                            "session (logind seat0)");
                 return true;
             }
         }
     }
     if (found->len == 1) {
-        g_autofree char *path = g_strdup_printf("unix:%s/%u/pulse/native",
-                                                paths->run_user_dir,
-                                                (unsigned)pick);
-
-        choose(c, path, "the only user with a sound server");
+        choose_user(c, paths, pick, "the only user with a sound server");
         return true;
     }
     pick = (uid_t)-1;
@@ -361,14 +364,11 @@ static bool from_desktop_user(PaServerChoice *c, uid_t self,
         }
     }
     if (pick != (uid_t)-1) {
-        g_autofree char *path = g_strdup_printf("unix:%s/%u/pulse/native",
-                                                paths->run_user_dir,
-                                                (unsigned)pick);
         g_autofree char *rule = g_strdup_printf(
             "the lowest uid >= %d of %u users with a sound server and no "
             "active login session among them", FIRST_DESKTOP_UID, found->len);
 
-        choose(c, path, rule);
+        choose_user(c, paths, pick, rule);
         return true;
     }
     g_string_append_printf(tried, "%s%u users' servers, none a desktop user",

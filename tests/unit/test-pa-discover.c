@@ -107,6 +107,17 @@ static void discover(Fixture *f, PaServerChoice *c)
     g_assert_null(err);
 }
 
+/* Discovery picks the server at @sock, by a rule that starts with @rule. */
+static void expect_choice(Fixture *f, const char *sock, const char *rule)
+{
+    PaServerChoice c;
+
+    discover(f, &c);
+    g_assert_true(g_str_has_suffix(c.server, sock));
+    g_assert_true(g_str_has_prefix(c.rule, rule));
+    pa_server_choice_clear(&c);
+}
+
 static void test_only_user(Fixture *f, gconstpointer data)
 {
     g_autofree char *sock = NULL;
@@ -116,9 +127,8 @@ static void test_only_user(Fixture *f, gconstpointer data)
         return;
     }
     sock = make_server(f, 1801);
+    expect_choice(f, sock, "the only user with a sound server");
     discover(f, &c);
-    g_assert_true(g_str_has_suffix(c.server, sock));
-    g_assert_cmpstr(c.rule, ==, "the only user with a sound server");
     g_assert_cmpuint(c.owner_uid, ==, 1801);
     pa_server_choice_clear(&c);
 }
@@ -126,7 +136,6 @@ static void test_only_user(Fixture *f, gconstpointer data)
 static void test_active_session_wins(Fixture *f, gconstpointer data)
 {
     g_autofree char *a = NULL, *b = NULL;
-    PaServerChoice c;
 
     if (!need_root()) {
         return;
@@ -134,16 +143,12 @@ static void test_active_session_wins(Fixture *f, gconstpointer data)
     a = make_server(f, 1801);
     b = make_server(f, 1802);
     write_file(f->seat, "IS_SEAT0=1\nACTIVE=c2\nACTIVE_UID=1802\n");
-    discover(f, &c);
-    g_assert_true(g_str_has_suffix(c.server, b));
-    g_assert_true(g_str_has_prefix(c.rule, "the user of the active login"));
-    pa_server_choice_clear(&c);
+    expect_choice(f, b, "the user of the active login session");
 }
 
 static void test_lowest_desktop_uid(Fixture *f, gconstpointer data)
 {
     g_autofree char *a = NULL, *b = NULL, *sys = NULL;
-    PaServerChoice c;
 
     if (!need_root()) {
         return;
@@ -153,16 +158,12 @@ static void test_lowest_desktop_uid(Fixture *f, gconstpointer data)
     a = make_server(f, 1802);
     /* A seat whose user has no server changes nothing. */
     write_file(f->seat, "ACTIVE_UID=1900\n");
-    discover(f, &c);
-    g_assert_true(g_str_has_suffix(c.server, a));
-    g_assert_true(g_str_has_prefix(c.rule, "the lowest uid >= 1000 of 3"));
-    pa_server_choice_clear(&c);
+    expect_choice(f, a, "the lowest uid >= 1000 of 3");
 }
 
 static void test_sudo_uid(Fixture *f, gconstpointer data)
 {
     g_autofree char *a = NULL, *b = NULL;
-    PaServerChoice c;
 
     if (!need_root()) {
         return;
@@ -170,16 +171,12 @@ static void test_sudo_uid(Fixture *f, gconstpointer data)
     a = make_server(f, 1801);
     b = make_server(f, 1802);
     g_setenv("SUDO_UID", "1802", true);
-    discover(f, &c);
-    g_assert_true(g_str_has_suffix(c.server, b));
-    g_assert_cmpstr(c.rule, ==, "$SUDO_UID");
-    pa_server_choice_clear(&c);
+    expect_choice(f, b, "$SUDO_UID");
 }
 
 static void test_stale_socket_skipped(Fixture *f, gconstpointer data)
 {
     g_autofree char *live = NULL, *dead = NULL;
-    PaServerChoice c;
 
     if (!need_root()) {
         return;
@@ -189,10 +186,7 @@ static void test_stale_socket_skipped(Fixture *f, gconstpointer data)
     live = make_server(f, 1802);
     close(g_array_index(f->listeners, int, 0));
     g_array_index(f->listeners, int, 0) = -1;
-    discover(f, &c);
-    g_assert_true(g_str_has_suffix(c.server, live));
-    g_assert_cmpstr(c.rule, ==, "the only user with a sound server");
-    pa_server_choice_clear(&c);
+    expect_choice(f, live, "the only user with a sound server");
 }
 
 static void test_socket_of_someone_else(Fixture *f, gconstpointer data)
