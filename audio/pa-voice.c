@@ -43,8 +43,12 @@
 #define PA_LATENCY_MIN_US       1000
 #define PA_LATENCY_LIMIT_US     2000000
 
-/* An underrun burst raises the latency once, by this much. */
-#define PA_ADAPT_STEP_US        2000
+/*
+ * An underrun burst raises the latency once, by half, at least 2 ms: a
+ * host that cannot keep 5 ms often needs 15-20, and every step on the way
+ * costs an audible gap.
+ */
+#define PA_ADAPT_MIN_STEP_US    2000
 #define PA_ADAPT_HOLDOFF_US     100000
 
 /* Room the server asks for at a time: small, so it asks often. */
@@ -219,6 +223,7 @@ static void underflow_cb(pa_stream *s, void *opaque)
     int64_t now = g_get_monotonic_time();
     pa_buffer_attr ba;
     pa_operation *op;
+    uint32_t old;
 
     ps->stats.underruns++;
     trace_pa_underrun(ps->name, ps->stats.underruns, ps->target_us);
@@ -227,7 +232,9 @@ static void underflow_cb(pa_stream *s, void *opaque)
         return;
     }
     ps->last_adjust_us = now;
-    ps->target_us = MIN(ps->target_us + PA_ADAPT_STEP_US, ps->max_latency_us);
+    old = ps->target_us;
+    ps->target_us = MIN(old + MAX(old / 2, PA_ADAPT_MIN_STEP_US),
+                        ps->max_latency_us);
     ps->stats.adjustments++;
     stream_attr(ps, &ba);
     op = pa_stream_set_buffer_attr(s, &ba, NULL, NULL);
@@ -239,8 +246,8 @@ static void underflow_cb(pa_stream *s, void *opaque)
         warn_report("audiodev %s: playback underran at %u us; latency "
                     "raised to %u us (at most %u us, out.max-latency); "
                     "further changes are counted in 'info audio'",
-                    ps->pa->dev->id, ps->target_us - PA_ADAPT_STEP_US,
-                    ps->target_us, ps->max_latency_us);
+                    ps->pa->dev->id, old, ps->target_us,
+                    ps->max_latency_us);
     }
 }
 
@@ -728,8 +735,10 @@ void pa_stream_stats_foreach(PAStreamStatsFn fn, void *opaque)
             pa_usec_t usec;
             int neg;
 
+            /* 0 until the server sent its first timing update */
             if (stream_ready(ps) &&
-                pa_stream_get_latency(ps->stream, &usec, &neg) == 0) {
+                pa_stream_get_latency(ps->stream, &usec, &neg) == 0 &&
+                usec && !neg) {
                 info.measured_us = neg ? 0 : usec;
                 info.has_measured = true;
             }
