@@ -74,7 +74,7 @@ demo: all
 		-audiodev pa,id=snd0
 
 bench: all
-	bench/run-bench.py
+	bench/run-bench.py $(BENCH_ARGS)
 
 clean:
 	@if [ -d $(QEMU_BUILD) ]; then $(NINJA) -C $(QEMU_BUILD) clean; fi

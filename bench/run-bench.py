@@ -423,7 +423,8 @@ def wait_for_file(path, proc, timeout=30):
 
 def sample_until_done(case, daemon, console, proc, qmp_path):
     """Sample PulseAudio's stream latency (and the fork's own view) while
-    the guest runs; return (pactl samples, QMP samples)."""
+    the guest runs; return (pactl samples, QMP samples, the QMP
+    connection if one was opened)."""
     pa_samples, qmp_samples = [], []
     qmp = None
     next_qmp = 0.0
