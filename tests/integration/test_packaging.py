@@ -20,7 +20,8 @@ QEMU_CONF = "/etc/libvirt/qemu.conf"
 
 
 def make(*targets, **env):
-    return subprocess.run(["make", "-C", TOP] + list(targets),
+    return subprocess.run(["make", "--no-print-directory", "-C", TOP]
+                          + list(targets),
                           env=dict(os.environ, **env), capture_output=True,
                           text=True, check=True)
 
