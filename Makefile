@@ -11,6 +11,9 @@
 #   make demo       boot a tiny Debian guest on the fork that plays a chime
 #                   to your sound server (bench/guest)
 #   make bench      the latency benchmark against Debian's stock binary
+#   make check-upstream-tree  patches/ on upstream 7.2.22 without Debian's
+#                   own patches: applies, builds, runs (CI runs it)
+#   make gentoo-check  the Gentoo overlay, as far as it can be checked here
 #   make clean      drop the objects, keep the prepared tree and download
 #   make distclean  drop build/ entirely
 
@@ -25,7 +28,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
 .PHONY: all setup reconfigure prepare check install uninstall deb demo \
-	bench clean distclean
+	bench check-upstream-tree gentoo-check clean distclean
 
 all: prepare
 	$(NINJA) -C $(QEMU_BUILD) qemu-system-x86_64
@@ -75,6 +78,13 @@ demo: all
 
 bench: all
 	bench/run-bench.py $(BENCH_ARGS)
+
+check-upstream-tree: $(BUILD)/config.status
+	buildsys/check-upstream-tree --test $(BUILD)
+
+# GENTOO_CHECK_ARGS=--build adds a full build and install (~6 min cold).
+gentoo-check: $(BUILD)/config.status
+	gentoo/check-ebuild $(GENTOO_CHECK_ARGS) $(BUILD)
 
 clean:
 	@if [ -d $(QEMU_BUILD) ]; then $(NINJA) -C $(QEMU_BUILD) clean; fi
