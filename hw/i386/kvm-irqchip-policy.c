@@ -32,19 +32,11 @@ static char *split_device;
 
 static char *split_needed_by(const QDict *props)
 {
-    const char *driver = qdict_get_try_str(props, "driver");
+    const char *driver = cmdline_device_driver_of(props, X86_IOMMU_TYPE);
     const char *keys[] = { "intremap", "eim" };
-    ObjectClass *oc;
     int i;
 
-    if (!driver) {
-        return NULL;
-    }
-    oc = object_class_by_name(driver);
-    if (!oc || !object_class_dynamic_cast(oc, X86_IOMMU_TYPE)) {
-        return NULL;
-    }
-    for (i = 0; i < ARRAY_SIZE(keys); i++) {
+    for (i = 0; driver && i < ARRAY_SIZE(keys); i++) {
         const char *val = qdict_get_try_str(props, keys[i]);
 
         if (val && !strcmp(val, "on")) {

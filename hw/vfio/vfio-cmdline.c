@@ -16,20 +16,23 @@
 
 #define VFIO_PCI_TYPE "vfio-pci"
 
-char *vfio_pci_cmdline_describe(const QDict *props)
+const char *cmdline_device_driver_of(const QDict *props, const char *type)
 {
     const char *driver = qdict_get_try_str(props, "driver");
+    ObjectClass *oc = driver ? object_class_by_name(driver) : NULL;
+
+    return oc && object_class_dynamic_cast(oc, type) ? driver : NULL;
+}
+
+char *vfio_pci_cmdline_describe(const QDict *props)
+{
+    const char *driver = cmdline_device_driver_of(props, VFIO_PCI_TYPE);
     const char *keys[] = { "id", "host", "sysfsdev" };
     g_autoptr(GString) desc = NULL;
-    ObjectClass *oc;
     const char *sep = " (";
     int i;
 
     if (!driver) {
-        return NULL;
-    }
-    oc = object_class_by_name(driver);
-    if (!oc || !object_class_dynamic_cast(oc, VFIO_PCI_TYPE)) {
         return NULL;
     }
 

@@ -456,28 +456,16 @@ class Qemu:
         return rc
 
 
-class QMP:
-    """QMP over a unix socket: commands, and events waited for."""
+class LineSocket:
+    """Lines from a socket, waited for with a deadline (select) rather
+    than with socket timeouts, which break Python's buffered files."""
 
-    def __init__(self, path):
-        deadline = time.monotonic() + 20
-        while True:
-            self.sock = socket.socket(socket.AF_UNIX)
-            try:
-                self.sock.connect(path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
+    def __init__(self, sock):
+        self.sock = sock
         self.buf = b""
-        self.events = collections.deque()
-        self._read(None)                            # greeting
-        self.command("qmp_capabilities")
 
-    def _read(self, deadline):
-        """One JSON message, or None if @deadline passes first."""
+    def readline(self, deadline=None):
+        """One line, or None if @deadline passes first."""
         while b"\n" not in self.buf:
             if deadline is not None:
                 left = max(0.0, deadline - time.monotonic())
@@ -485,10 +473,39 @@ class QMP:
                     return None
             chunk = self.sock.recv(65536)
             if not chunk:
-                raise ValueError("QMP closed")
+                raise ValueError("connection closed")
             self.buf += chunk
         line, _, self.buf = self.buf.partition(b"\n")
-        return json.loads(line)
+        return line.decode()
+
+    def close(self):
+        self.sock.close()
+
+
+class QMP(LineSocket):
+    """QMP over a unix socket: commands, and events waited for."""
+
+    def __init__(self, path):
+        deadline = time.monotonic() + 20
+        while True:
+            sock = socket.socket(socket.AF_UNIX)
+            try:
+                sock.connect(path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        super().__init__(sock)
+        self.events = collections.deque()
+        self._read(None)                            # greeting
+        self.command("qmp_capabilities")
+
+    def _read(self, deadline):
+        """One JSON message, or None if @deadline passes first."""
+        line = self.readline(deadline)
+        return None if line is None else json.loads(line)
 
     def command(self, name, **args):
         self.sock.sendall(json.dumps({"execute": name, "arguments": args})
@@ -516,33 +533,13 @@ class QMP:
             if "event" in msg:
                 self.events.append(msg)
 
-    def close(self):
-        self.sock.close()
 
-
-class QTest:
+class QTest(LineSocket):
     """The qtest text protocol: requests, replies, and IRQ events."""
 
     def __init__(self, conn):
-        self.sock = conn
-        self.buf = b""
+        super().__init__(conn)
         self.irqs = collections.deque()
-
-    def _readline(self, deadline=None):
-        """One line, or None if @deadline passes first."""
-        while b"\n" not in self.buf:
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                ready, _, _ = select.select([self.sock], [], [],
-                                            max(0.0, left))
-                if not ready:
-                    return None
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ValueError("qtest closed")
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line.decode().strip()
 
     def _event(self, line):
         if line.startswith("IRQ "):
@@ -554,7 +551,7 @@ class QTest:
     def cmd(self, text):
         self.sock.sendall(text.encode() + b"\n")
         while True:
-            line = self._readline()
+            line = self.readline().strip()
             if self._event(line):
                 continue
             if not line.startswith("OK"):
@@ -587,14 +584,11 @@ class QTest:
         """Next IRQ event (raise?, pin), or None after @timeout."""
         deadline = time.monotonic() + timeout
         while not self.irqs:
-            line = self._readline(deadline)
+            line = self.readline(deadline)
             if line is None:
                 return None
-            self._event(line)
+            self._event(line.strip())
         return self.irqs.popleft()
-
-    def close(self):
-        self.sock.close()
 
 
 # --- AC97, driven as a guest driver would ----------------------------------

@@ -77,25 +77,23 @@ def destination_plays(dst):
         "no interrupts on the destination"
 
 
-def test_stock_to_fork_while_playing():
-    with pair(STOCK, None) as (src, dst, uri):
+def migrate_while_playing(src_binary, dst_binary, src_opts=""):
+    with pair(src_binary, dst_binary, src_opts) as (src, dst, uri):
         start_playing(src)
         assert migrate(src, dst, uri) == "completed", dst.stderr()
         destination_plays(dst)
+
+
+def test_stock_to_fork_while_playing():
+    migrate_while_playing(STOCK, None)
 
 
 def test_fork_to_stock_use_timer_off_while_playing():
-    with pair(None, STOCK, ",use-timer=off") as (src, dst, uri):
-        start_playing(src)
-        assert migrate(src, dst, uri) == "completed", dst.stderr()
-        destination_plays(dst)
+    migrate_while_playing(None, STOCK, ",use-timer=off")
 
 
 def test_fork_to_fork_paced_while_playing():
-    with pair(None, None) as (src, dst, uri):
-        start_playing(src)
-        assert migrate(src, dst, uri) == "completed", dst.stderr()
-        destination_plays(dst)
+    migrate_while_playing(None, None)
 
 
 def test_fork_to_stock_paced_idle():

@@ -12,6 +12,12 @@
 #include "qapi/qmp/qdict.h"
 
 /*
+ * The driver named by @props (the options of one -device, in any syntax)
+ * if it is @type or a subclass of it, else NULL.
+ */
+const char *cmdline_device_driver_of(const QDict *props, const char *type);
+
+/*
  * If @props (the options of one -device, in any syntax) create vfio-pci
  * or one of its subclasses, return a description for log lines, such as
  * "vfio-pci (id=gpu, host=0000:01:00.0)"; otherwise NULL.  Free with
