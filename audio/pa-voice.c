@@ -736,14 +736,14 @@ void pa_stream_stats_foreach(PAStreamStatsFn fn, void *opaque)
             int neg;
 
             /* 0 until the server sent its first timing update */
-            if (stream_ready(ps) &&
+            if (info.connected &&
                 pa_stream_get_latency(ps->stream, &usec, &neg) == 0 &&
                 usec && !neg) {
-                info.measured_us = neg ? 0 : usec;
+                info.measured_us = usec;
                 info.has_measured = true;
             }
-            ba = stream_ready(ps) ? pa_stream_get_buffer_attr(ps->stream)
-                                  : NULL;
+            ba = info.connected ? pa_stream_get_buffer_attr(ps->stream)
+                                : NULL;
             if (ba) {
                 info.attr = *ba;
                 info.has_attr = true;

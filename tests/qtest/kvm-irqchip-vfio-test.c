@@ -164,34 +164,31 @@ static void assert_no_policy_lines(Run *r)
 
 /* --- what the machine types do on their own ------------------------------ */
 
-static void test_q35_40_default(void)
+/* A VM without vfio-pci: @mode as the machine type says, nothing said. */
+static void check_without_vfio(const char *args, const char *mode)
 {
     Run r;
 
-    run_qemu(&r, "-M pc-q35-4.0 -accel kvm");
-    assert_running_vm(&r, "split");
+    run_qemu(&r, args);
+    assert_running_vm(&r, mode);
     assert_no_policy_lines(&r);
     run_free(&r);
+}
+
+static void test_q35_40_default(void)
+{
+    check_without_vfio("-M pc-q35-4.0 -accel kvm", "split");
 }
 
 static void test_q35_default(void)
 {
-    Run r;
-
-    run_qemu(&r, "-M q35 -accel kvm");
-    assert_running_vm(&r, "on");
-    assert_no_policy_lines(&r);
-    run_free(&r);
+    check_without_vfio("-M q35 -accel kvm", "on");
 }
 
 static void test_q35_40_split_without_vfio(void)
 {
-    Run r;
-
-    run_qemu(&r, "-M pc-q35-4.0,kernel_irqchip=split -accel kvm");
-    assert_running_vm(&r, "split");
-    assert_no_policy_lines(&r);
-    run_free(&r);
+    check_without_vfio("-M pc-q35-4.0,kernel_irqchip=split -accel kvm",
+                       "split");
 }
 
 /* --- vfio-pci present, user did not choose -------------------------------- */
