@@ -225,14 +225,17 @@ class PulseDaemon:
 
 
 class Recorder:
-    """parec on the null sink's monitor, read as it arrives."""
+    """parec on the null sink's monitor, read as it arrives.  Its buffer is
+    generous: a recorder that falls behind drops a block of what it
+    records (seen with pipewire-pulse), which would pass for a lost
+    block in what QEMU played."""
 
     def __init__(self, daemon):
         prefix, env = as_user(daemon.pw, daemon.env)
         self.proc = subprocess.Popen(
             prefix + ["parec", "--device=null.monitor", "--raw",
                       "--format=s16le", f"--rate={RATE}", "--channels=2",
-                      "--latency-msec=5"],
+                      "--latency-msec=50"],
             env=env, stdout=subprocess.PIPE, cwd="/")
         self.data = bytearray()
         self.cond = threading.Condition()
@@ -303,6 +306,26 @@ def pattern_complete(data, frames):
     """True once @data holds the pattern's first frame and enough after."""
     at = data.find(struct.pack("<hh", *pattern_frame(0)))
     return at >= 0 and len(data) - at >= frames * FRAME
+
+
+def pattern_in_order(data, frames):
+    """The pattern's frames that @data holds, silence aside: (skipped, why)
+    where why is None if they are all pattern frames, strictly in order,
+    from the first to the last, none repeated; skipped counts the missing.
+    """
+    sound, _ = strip_silence(data)
+    expect, skipped = 0, 0
+    for i in range(0, len(sound) - FRAME + 1, FRAME):
+        left, right = struct.unpack_from("<hh", sound, i)
+        n = (left - 1000) + (-right - 1000) * 30000
+        if not 0 <= left - 1000 < 30000 or n < expect:
+            return None, (f"frame {i // FRAME} is {(left, right)}: not the "
+                          f"pattern, or repeated (expected #{expect})")
+        skipped += n - expect
+        expect = n + 1
+        if expect == frames:
+            return skipped, None
+    return None, f"the sound ends at pattern frame #{expect} of {frames}"
 
 
 def find_pattern(data, frames):

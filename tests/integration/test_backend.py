@@ -10,7 +10,7 @@ import time
 
 from harness import (AC97Player, FRAME, PulseDaemon, Qemu, RATE,
                      ensure_user, find_pattern, pattern, pattern_complete,
-                     qemu_binary)
+                     pattern_in_order, qemu_binary)
 
 USER = ("qva-desk1", 1701)
 PW_USER = ("qva-desk3", 1703)
@@ -61,7 +61,7 @@ def wait_connected(q, timeout=5):
     raise AssertionError(f"stream never connected: {stream(q)}")
 
 
-def play_and_check(d, q, seconds=2.0):
+def play_and_check(d, q, seconds=2.0, exact=True):
     frames = int(RATE * seconds)
     # Lead-in silence: a sink's monitor misses what PulseAudio rewinds
     # when a stream starts.
@@ -78,6 +78,11 @@ def play_and_check(d, q, seconds=2.0):
     finally:
         data = rec.stop()
         player.stop()
+    if not exact:
+        skipped, why = pattern_in_order(data, frames)
+        assert why is None, why
+        assert skipped <= frames // 100, f"{skipped} frames skipped"
+        return player, skipped
     gaps, why = find_pattern(data, frames)
     assert why is None, why
     return player, gaps
@@ -248,10 +253,14 @@ def test_bad_options_fail_cleanly():
 
 
 def test_pipewire_pulse_playback():
-    """The same playback through pipewire-pulse."""
+    """The same playback through pipewire-pulse: every frame in order and
+    none repeated, but for a rare skipped block (at most 1%).  pipewire
+    here (a VM, no real-time scheduling) now and then drops one 256-frame
+    quantum between the stream and its monitor, even at 100 ms latency
+    with no underrun reported to QEMU."""
     with daemon("pipewire") as d, qemu(pa_args(d.socket, INTACT)) as q:
-        wait_connected(q)
-        play_and_check(d, q)
+        wait_connected(q, timeout=15)
+        play_and_check(d, q, exact=False)
 
 
 def test_pipewire_pulse_restart():
