@@ -257,6 +257,14 @@ PAConn *pa_conn_new(const char *server, const char *id, Error **errp)
     c->state_bh = qemu_bh_new(state_bh, c);
     c->retry_timer = timer_new_ms(QEMU_CLOCK_REALTIME, pa_conn_try, c);
     c->mainloop = pa_threaded_mainloop_new();
+    if (c->mainloop) {
+        /*
+         * Before the start: libpulse names the thread that calls this,
+         * so afterwards it would rename QEMU's main thread, which is what
+         * ps and top show for the whole process.
+         */
+        pa_threaded_mainloop_set_name(c->mainloop, "qemu-pa");
+    }
     if (!c->mainloop || pa_threaded_mainloop_start(c->mainloop) < 0) {
         error_setg(errp, "audiodev %s: cannot start the PulseAudio thread",
                    id);
@@ -270,7 +278,6 @@ PAConn *pa_conn_new(const char *server, const char *id, Error **errp)
         g_free(c);
         return NULL;
     }
-    pa_threaded_mainloop_set_name(c->mainloop, "qemu-pa");
     pa_conn_try(c);
     return c;
 }

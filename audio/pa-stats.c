@@ -28,9 +28,10 @@ static void add_info(const PAStreamInfo *in, void *opaque)
     out->has_measured_latency = in->has_measured;
     out->measured_latency = in->measured_us;
     if (in->has_attr) {
-        out->has_tlength = out->has_minreq = true;
+        out->has_tlength = out->has_prebuf = out->has_minreq = true;
         out->has_fragsize = out->has_maxlength = true;
         out->tlength = in->attr.tlength;
+        out->prebuf = in->attr.prebuf;
         out->minreq = in->attr.minreq;
         out->fragsize = in->attr.fragsize;
         out->maxlength = in->attr.maxlength;

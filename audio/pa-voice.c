@@ -3,14 +3,18 @@
  *
  * Replaces upstream's audio/paaudio.c under the same driver name and
  * options.  What differs, and why:
- *  - the buffer attributes come from the latency target alone (tlength =
- *    latency, small minreq; capture: small fragments and a backlog bounded
- *    to twice the latency), and QEMU only produces what the stream can take
- *    right now, so nothing queues up in front of PulseAudio;
+ *  - the buffer attributes come from the latency target alone: the guest's
+ *    sound card hands over data at the sample rate, so the stream stays as
+ *    full as prebuffering made it: prebuf plus the sink's share is the
+ *    latency, tlength a ceiling just above, and early requests keep the
+ *    sink's share to ~1 ms bites (capture: small fragments and a backlog
+ *    bounded to twice the latency); QEMU only produces what the stream
+ *    can take right now, so nothing queues up in front of PulseAudio;
  *  - the audio timer defaults to 1 ms for pa, so data moves in small steps
  *    (a 10 ms timer cannot feed a 5 ms buffer);
  *  - an underrun raises the latency by a bounded step, once per burst, up
- *    to max-latency, instead of crackling forever;
+ *    to max-latency, instead of crackling forever, and a quiet spell
+ *    brings it back down;
  *  - the connection (pa-conn.c) survives the server: while there is none,
  *    playback is discarded and capture is silence, both at the nominal rate
  *    so the guest never stalls, and the streams come back with the server.
@@ -44,12 +48,15 @@
 #define PA_LATENCY_LIMIT_US     2000000
 
 /*
- * An underrun burst raises the latency once, by half, at least 2 ms: a
- * host that cannot keep 5 ms often needs 15-20, and every step on the way
- * costs an audible gap.
+ * An underrun burst raises the latency once, by a quarter, at least 1 ms;
+ * half a second later another burst may raise it again.  After a quiet
+ * spell it steps back towards the configured value, 1 ms at a time, so a
+ * passing load does not cost latency for the rest of the session.
  */
-#define PA_ADAPT_MIN_STEP_US    2000
-#define PA_ADAPT_HOLDOFF_US     100000
+#define PA_ADAPT_MIN_STEP_US    1000
+#define PA_ADAPT_HOLDOFF_US     500000
+#define PA_SHRINK_STEP_US       1000
+#define PA_SHRINK_AFTER_US      (30 * 1000000)
 
 /* Room the server asks for at a time: small, so it asks often. */
 #define PA_MINREQ_MAX_US        1000
@@ -77,6 +84,7 @@ struct PAStream {
     uint32_t target_us;         /* in force, after adaptation */
     uint32_t max_latency_us;
     int64_t last_adjust_us;
+    int64_t last_underrun_us;
     bool adapt_logged;
     bool trim_logged;
 
@@ -117,9 +125,17 @@ static void stream_attr(PAStream *ps, pa_buffer_attr *ba)
     ba->minreq = -1;
     ba->fragsize = -1;
     if (ps->playback) {
-        ba->tlength = pa_usec_to_bytes(us, &ps->spec);
-        ba->minreq = pa_usec_to_bytes(MIN(us / 4, PA_MINREQ_MAX_US),
-                                      &ps->spec);
+        /*
+         * AC97 and HDA hand over data at the sample rate, so the stream's
+         * fill stays where prebuffering left it: prebuf plus one bite for
+         * the sink is the latency, tlength only a ceiling with room for
+         * two requests, and the sink wakes every bite (early requests).
+         */
+        uint32_t bite = MIN(us / 5, PA_MINREQ_MAX_US);
+
+        ba->minreq = pa_usec_to_bytes(bite, &ps->spec);
+        ba->prebuf = pa_usec_to_bytes(us - bite, &ps->spec);
+        ba->tlength = pa_usec_to_bytes(us + bite, &ps->spec);
     } else {
         /* Old data is worth less than none: bound what may pile up. */
         ba->fragsize = pa_usec_to_bytes(us / 2, &ps->spec);
@@ -145,8 +161,7 @@ static void overflow_cb(pa_stream *s, void *opaque);
 
 static void stream_create(PAStream *ps, pa_context *ctx)
 {
-    pa_stream_flags_t flags = PA_STREAM_ADJUST_LATENCY |
-                              PA_STREAM_INTERPOLATE_TIMING |
+    pa_stream_flags_t flags = PA_STREAM_INTERPOLATE_TIMING |
                               PA_STREAM_AUTO_TIMING_UPDATE;
     pa_buffer_attr ba;
     pa_stream *s;
@@ -155,6 +170,8 @@ static void stream_create(PAStream *ps, pa_context *ctx)
     if (!ps->enabled) {
         flags |= PA_STREAM_START_CORKED;
     }
+    flags |= ps->playback ? PA_STREAM_EARLY_REQUESTS :
+                            PA_STREAM_ADJUST_LATENCY;
     stream_attr(ps, &ba);
     s = pa_stream_new(ctx, ps->name, &ps->spec, &ps->map);
     if (!s) {
@@ -179,8 +196,8 @@ static void stream_create(PAStream *ps, pa_context *ctx)
     }
     ps->stream = s;
     ps->stats.streams++;
-    trace_pa_stream_create(ps->name, ps->target_us, ba.tlength, ba.minreq,
-                           ba.fragsize, ba.maxlength);
+    trace_pa_stream_create(ps->name, ps->target_us, ba.tlength, ba.prebuf,
+                           ba.minreq, ba.fragsize, ba.maxlength);
 }
 
 static void stream_drop(PAStream *ps)
@@ -212,6 +229,36 @@ static void client_lost(PAConnClient *client)
     stream_drop(container_of(client, PAStream, client));
 }
 
+/* With the connection locked. */
+static void set_target(PAStream *ps, uint32_t us, int64_t now)
+{
+    pa_buffer_attr ba;
+    pa_operation *op;
+
+    trace_pa_latency(ps->name, ps->target_us, us);
+    ps->target_us = us;
+    ps->last_adjust_us = now;
+    ps->stats.adjustments++;
+    stream_attr(ps, &ba);
+    op = pa_stream_set_buffer_attr(ps->stream, &ba, NULL, NULL);
+    if (op) {
+        pa_operation_unref(op);
+    }
+}
+
+/* In the main loop, with the connection locked. */
+static void maybe_shrink(PAStream *ps)
+{
+    int64_t now = g_get_monotonic_time();
+
+    if (ps->target_us > ps->latency_us && stream_ready(ps) && ps->enabled &&
+        now - ps->last_underrun_us >= PA_SHRINK_AFTER_US &&
+        now - ps->last_adjust_us >= PA_SHRINK_AFTER_US) {
+        set_target(ps, MAX(ps->target_us - PA_SHRINK_STEP_US,
+                           ps->latency_us), now);
+    }
+}
+
 /*
  * Libpulse's thread, with the connection locked.  An underrun means the
  * main loop could not keep the buffer filled at this latency; raise it
@@ -221,26 +268,18 @@ static void underflow_cb(pa_stream *s, void *opaque)
 {
     PAStream *ps = opaque;
     int64_t now = g_get_monotonic_time();
-    pa_buffer_attr ba;
-    pa_operation *op;
     uint32_t old;
 
     ps->stats.underruns++;
+    ps->last_underrun_us = now;
     trace_pa_underrun(ps->name, ps->stats.underruns, ps->target_us);
     if (!ps->enabled || ps->target_us >= ps->max_latency_us ||
         now - ps->last_adjust_us < PA_ADAPT_HOLDOFF_US) {
         return;
     }
-    ps->last_adjust_us = now;
     old = ps->target_us;
-    ps->target_us = MIN(old + MAX(old / 2, PA_ADAPT_MIN_STEP_US),
-                        ps->max_latency_us);
-    ps->stats.adjustments++;
-    stream_attr(ps, &ba);
-    op = pa_stream_set_buffer_attr(s, &ba, NULL, NULL);
-    if (op) {
-        pa_operation_unref(op);
-    }
+    set_target(ps, MIN(old + MAX(old / 4, PA_ADAPT_MIN_STEP_US),
+                       ps->max_latency_us), now);
     if (!ps->adapt_logged) {
         ps->adapt_logged = true;
         warn_report("audiodev %s: playback underran at %u us; latency "
@@ -291,6 +330,15 @@ static size_t out_room(PAStream *ps)
 
 /* --- playback ------------------------------------------------------------ */
 
+static void stream_write(PAStream *ps, const void *buf, size_t size)
+{
+    if (trace_event_get_state_backends(TRACE_PA_WRITE)) {
+        trace_pa_write(ps->name, size, pa_stream_writable_size(ps->stream));
+    }
+    pa_stream_write(ps->stream, buf, size, NULL, 0, PA_SEEK_RELATIVE);
+    ps->stats.bytes += size;
+}
+
 #define PA_OUT(hw) (&container_of(hw, PAVoiceOut, hw)->s)
 #define PA_IN(hw) (&container_of(hw, PAVoiceIn, hw)->s)
 
@@ -300,6 +348,7 @@ static size_t pa_buffer_get_free(HWVoiceOut *hw)
     size_t n;
 
     pa_conn_lock(ps->pa->conn);
+    maybe_shrink(ps);
     n = out_room(ps);
     pa_conn_unlock(ps->pa->conn);
     return n;
@@ -336,8 +385,7 @@ static size_t pa_put_buffer_out(HWVoiceOut *hw, void *buf, size_t size)
 
     pa_conn_lock(ps->pa->conn);
     if (buf && stream_ready(ps)) {
-        pa_stream_write(ps->stream, buf, size, NULL, 0, PA_SEEK_RELATIVE);
-        ps->stats.bytes += size;
+        stream_write(ps, buf, size);
     } else if (buf && ps->stream) {
         pa_stream_cancel_write(ps->stream);
     } else {
@@ -354,8 +402,7 @@ static size_t pa_write(HWVoiceOut *hw, void *buf, size_t size)
     pa_conn_lock(ps->pa->conn);
     size = MIN(size, out_room(ps));
     if (stream_ready(ps)) {
-        pa_stream_write(ps->stream, buf, size, NULL, 0, PA_SEEK_RELATIVE);
-        ps->stats.bytes += size;
+        stream_write(ps, buf, size);
     } else {
         audio_rate_add_bytes(&ps->rate, size);
     }

@@ -82,6 +82,15 @@ SETTINGS = {
 }
 LOADS = ("idle", "load")
 
+# A desktop's sound server gets real-time scheduling from rtkit; here
+# there is no rtkit (nor D-Bus system bus), so the bench grants the same
+# from outside (harness.PulseDaemon(realtime=True)).
+DAEMON_PRIORITY = {
+    "rtkit": "I/O threads SCHED_RR 5 and main thread nice -11, as rtkit "
+             "grants on a desktop",
+    "normal": "daemon at normal priority",
+}
+
 SAMPLE_INTERVAL = 0.1           # pactl, seconds
 QMP_INTERVAL = 1.0              # query-audio-streams (fork), seconds
 
@@ -227,11 +236,13 @@ def uptime():
 
 
 def host_times():
-    """(busy, total) jiffies of all host CPUs, from /proc/stat."""
+    """(busy, total, steal) jiffies of all host CPUs, from /proc/stat.
+    Steal is time the hypervisor gave our vCPUs to someone else: on a
+    shared machine, a stall no program here can avoid."""
     with open("/proc/stat") as f:
         vals = [int(v) for v in f.readline().split()[1:]]
     idle = vals[3] + vals[4]            # idle + iowait
-    return sum(vals) - idle, sum(vals)
+    return sum(vals) - idle, sum(vals), vals[7]
 
 
 def snapshot(pid):
@@ -241,12 +252,13 @@ def snapshot(pid):
 
 
 def cpu_ratio(a, b):
-    """QEMU CPU seconds per wall second, and host busy fraction, a -> b."""
+    """QEMU CPU seconds per wall second, and the host's busy and steal
+    fractions, a -> b."""
     wall = b["t"] - a["t"]
-    busy = b["host"][0] - a["host"][0]
-    total = b["host"][1] - a["host"][1]
+    busy, total, steal = (y - x for x, y in zip(a["host"], b["host"]))
     return ((b["qemu_cpu"] - a["qemu_cpu"]) / wall if wall > 0 else None,
-            busy / total if total else None)
+            busy / total if total else None,
+            steal / total if total else None)
 
 
 # --- the guest's console --------------------------------------------------
@@ -481,7 +493,8 @@ def finish_qemu(proc, qmp, qmp_path, pid, case):
 def run_case(case, opts, rundir):
     """Boot the guest once for @case and return everything measured."""
     period, buffer = SETTINGS[case["setting"]]
-    daemon = harness.PulseDaemon(harness.ensure_user(*BENCH_USER)).start()
+    daemon = harness.PulseDaemon(harness.ensure_user(*BENCH_USER),
+                                 realtime=opts.daemon == "rtkit").start()
     load = start_load() if case["load"] == "load" else None
     tmp = tempfile.mkdtemp(prefix="qva-bench-")
     qmp_path = os.path.join(tmp, "qmp.sock")
@@ -558,8 +571,8 @@ def summarise(console, pa_samples, qmp_samples, final, pcm):
     out["stream_spec"] = playing[0]["spec"] if playing else None
     snaps = console.snaps
     if "start" in snaps and "end" in snaps:
-        out["cpu_play"], out["host_busy"] = cpu_ratio(snaps["start"],
-                                                      snaps["end"])
+        out["cpu_play"], out["host_busy"], out["host_steal"] = cpu_ratio(
+            snaps["start"], snaps["end"])
     if final.get("wall_s"):
         out["cpu_whole"] = final["cpu_s"] / final["wall_s"]
     if final.get("qmp") is not None:
@@ -605,15 +618,17 @@ def result_row(r):
             f"{sig['breaks']} | "
             f"{fmt(sig['signal_s'], 2)} | {fmt(r.get('guest_underruns'))} | "
             f"{pct(r.get('cpu_play'))} | {pct(r.get('cpu_whole'))} | "
-            f"{pct(r.get('host_busy'))} | {note.strip()} |")
+            f"{pct(r.get('host_busy'))} | {pct(r.get('host_steal'))} | "
+            f"{note.strip()} |")
 
 
 TABLE_HEAD = (
     "| period/buffer | config | load | PA lat median ms | p95 | p99 | max | "
     f"gaps | gaps after {SETTLED_S} s | gap ms | breaks | signal s | "
-    "guest xruns | CPU % play | CPU % whole | host busy % | notes |\n"
+    "guest xruns | CPU % play | CPU % whole | host busy % | steal % | "
+    "notes |\n"
     "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    "---:|---:|---|")
+    "---:|---:|---:|---|")
 
 
 def qmp_table(results):
@@ -715,7 +730,7 @@ def render(results, info, opts, started, finished, rundirs):
         f"- nproc: {info['nproc']}; CPU: {info['cpu']}",
         f"- kernel: {info['kernel']}",
         f"- PulseAudio: {info['pulseaudio']} (null sink, 48 kHz s16le "
-        "stereo, daemon at normal priority as a throwaway user)",
+        f"stereo, as a throwaway user; {DAEMON_PRIORITY[opts.daemon]})",
         f"- stock: `{STOCK}`: {info['stock']}",
         f"- fork: `{FORK}`: {info['fork']}" + (
             "" if opts.no_snapshot else
@@ -790,6 +805,10 @@ def parse_args(argv):
                    help="an extra fork run with ',OPTS' added to -audiodev,"
                         " e.g. fork-lat10=out.latency=10000 (repeatable;"
                         " reported in a separate section)")
+    p.add_argument("--daemon", choices=sorted(DAEMON_PRIORITY),
+                   default="normal",
+                   help="the sound server's scheduling: normal (default) or "
+                        "rtkit (as rtkit grants on a desktop)")
     p.add_argument("--output", help="Markdown file (default bench/results/"
                                     "RESULTS-<date>.md)")
     p.add_argument("--no-snapshot", action="store_true",

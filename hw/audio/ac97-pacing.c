@@ -29,6 +29,7 @@
 #define PPM_PER_TICK_OF_ERROR   1000
 #define PERIOD_MIN_US           100
 #define PERIOD_MAX_US           10000
+#define STALE_TICKS             4
 
 /* --- the FIFO ------------------------------------------------------------- */
 
@@ -107,9 +108,9 @@ static void steer(AC97PacingStream *st)
     }
 }
 
-static void tick(void *opaque)
+/* Move the frames due by now; returns now. */
+static int64_t clock_advance(AC97PacingStream *st)
 {
-    AC97PacingStream *st = opaque;
     AC97Pacing *p = st->pacing;
     int64_t now = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
     uint64_t elapsed = now - st->last_ns;
@@ -123,8 +124,16 @@ static void tick(void *opaque)
         trace_ac97_pacing_tick(st->index, frames, st->fifo.len, st->ppm);
         p->transfer(p->opaque, st->index, frames * AC97_PACING_FRAME);
     }
+    return now;
+}
+
+static void tick(void *opaque)
+{
+    AC97PacingStream *st = opaque;
+    int64_t now = clock_advance(st);
+
     if (st->running) {
-        timer_mod(st->timer, now + p->period_us * SCALE_US);
+        timer_mod(st->timer, now + st->pacing->period_us * SCALE_US);
     }
 }
 
@@ -235,6 +244,23 @@ void ac97_pacing_backend_out(AC97Pacing *p, SWVoiceOut *voice, int free)
 {
     AC97PacingStream *st = &p->st[PCM_OUT];
 
+    /* What is due goes out now, not a tick later. */
+    if (st->running) {
+        clock_advance(st);
+    }
+    /*
+     * More than the backend takes, by several ticks, is what the guest
+     * played while QEMU or the sound server stalled; the server has
+     * already filled that time with silence.  Played late it would add
+     * its length to the latency until steering drained it, seconds later:
+     * keep the newest tick of it, as a card whose DMA ran on.
+     */
+    if (free >= 0 && st->fifo.len > free + STALE_TICKS * tick_bytes(st)) {
+        uint32_t stale = st->fifo.len - free - tick_bytes(st);
+
+        trace_ac97_pacing_stale(st->index, stale);
+        fifo_drop(&st->fifo, stale);
+    }
     while (free > 0 && st->fifo.len) {
         uint8_t *src;
         uint32_t n = fifo_peek(&st->fifo, &src, free);

@@ -93,9 +93,10 @@ set-default-sink null
 class PulseDaemon:
     """pulseaudio for @pw on /run/user/UID/pulse/native, with a null sink."""
 
-    def __init__(self, pw, flavor="pulseaudio"):
+    def __init__(self, pw, flavor="pulseaudio", realtime=False):
         self.pw = pw
         self.flavor = flavor
+        self.realtime = realtime
         self.proc = None
         self.runtime = make_run_dir(pw)
         self.socket = os.path.join(self.runtime, "pulse", "native")
@@ -126,7 +127,20 @@ class PulseDaemon:
                        env=env, check=True, cwd="/")
         with open(os.path.join(self.runtime, "pulse", "pid")) as f:
             self.pid = int(f.read())
+        if self.realtime:
+            self._grant_realtime()
         return self
+
+    def _grant_realtime(self):
+        """What rtkit grants a desktop user's daemon on request (the
+        daemon's log says "Failed to acquire real-time scheduling" without
+        it): SCHED_RR at priority 5 for its I/O threads, nice -11 for the
+        main thread.  Done from outside, as rtkit does."""
+        for tid in map(int, os.listdir(f"/proc/{self.pid}/task")):
+            if tid == self.pid:
+                os.setpriority(os.PRIO_PROCESS, tid, -11)
+            else:
+                os.sched_setscheduler(tid, os.SCHED_RR, os.sched_param(5))
 
     def _start_pipewire(self):
         """pipewire, wireplumber and pipewire-pulse on a private D-Bus
