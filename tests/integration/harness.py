@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import wave
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
@@ -176,11 +177,37 @@ class PulseDaemon:
             try:
                 if "null" in self.pactl("list", "short", "sinks"):
                     self.pid = None
+                    self._wait_streams_play(deadline)
                     return self
             except subprocess.CalledProcessError:
                 pass
             time.sleep(0.1)
         raise AssertionError("pipewire-pulse never offered the null sink")
+
+    def _wait_streams_play(self, deadline):
+        """The sink is there before wireplumber links streams to it, and a
+        stream is only created once linked: under load that can take
+        seconds after the start.  Ready is when a short sound plays."""
+        probe = os.path.join(os.path.dirname(self.config), "probe.wav")
+        with wave.open(probe, "wb") as w:
+            w.setnchannels(2)
+            w.setsampwidth(2)
+            w.setframerate(48000)
+            w.writeframes(bytes(4 * 480))
+        os.chmod(probe, 0o644)
+        prefix, env = as_user(self.pw, self.env)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("pipewire-pulse never played a stream")
+            try:
+                subprocess.run(prefix + ["paplay", probe], env=env, cwd="/",
+                               capture_output=True, check=True, timeout=left)
+                return
+            except subprocess.CalledProcessError:
+                time.sleep(0.1)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("pipewire-pulse never played a stream")
 
     def kill(self):
         """Gone at once, as when the server crashes."""
