@@ -9,7 +9,11 @@ side by side and under the same conditions:
   - silent gaps and phase breaks in the null sink's monitor,
   - the guest's ALSA underruns,
   - QEMU's CPU use,
-  - for the fork, what QEMU reports itself (QMP query-audio-streams).
+  - for the fork, what QEMU reports itself (QMP query-audio-streams),
+
+and, as the floor, a native PulseAudio client (bench/native/pa-floor.c)
+playing the same sawtooth with the fork's buffer attributes: what any
+client with those attributes gets on this machine.
 
 It is a benchmark, not a test: it never judges the numbers, it prints a
 Markdown table and writes it to bench/results/RESULTS-<date>.md (and the
@@ -17,6 +21,7 @@ raw numbers to a .json beside it).  Run as root; see bench/README.md.
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -40,6 +45,9 @@ import harness  # noqa: E402  (the daemon and recorder the pa tests use)
 STOCK = "/usr/bin/qemu-system-x86_64"
 FORK = os.path.join(TOP, "build", "qemu-system-x86_64")
 GUEST = os.path.join(TOP, "bench", "out", "guest")
+NATIVE = os.path.join(TOP, "bench", "out", "pa-floor")
+NATIVE_SRC = os.path.join(HERE, "native", "pa-floor.c")
+NATIVE_CLIENT = "qva-native-floor"
 RUN_GUEST = os.path.join(HERE, "guest", "run-guest.sh")
 # Our own throwaway user, not the tests' (qva-desk*), so that a `make
 # check` running at the same time cannot collide with our daemon's socket.
@@ -74,6 +82,9 @@ CONFIGS = {
     "stock-tuned": (STOCK, ",out.latency=10000,timer-period=1000,"
                            "out.buffer-length=3000"),
     "fork-default": (FORK, ""),
+    # The latency target in us, for pa-floor.
+    "native-5ms": (NATIVE, "5000"),
+    "native-10ms": (NATIVE, "10000"),
 }
 # Guest ALSA settings, in frames at 48 kHz: (period, buffer).
 SETTINGS = {
@@ -178,6 +189,7 @@ def ensure_prerequisites(need_load):
         apt_install("qemu-system-gui")
     if need_load and not shutil.which("stress-ng"):
         apt_install("stress-ng")
+    build_native()
     for binary in (STOCK, FORK):
         if not os.path.exists(binary):
             sys.exit(f"run-bench: {binary} is missing (stock: apt-get "
@@ -185,6 +197,22 @@ def ensure_prerequisites(need_load):
     if not os.path.exists(os.path.join(GUEST, "initrd.img")):
         subprocess.run([os.path.join(HERE, "guest", "build-guest.sh"),
                         GUEST], check=True, stdout=sys.stderr)
+
+
+def build_native():
+    """pa-floor, rebuilt when its source is newer (libpulse-dev is one of
+    the fork's build dependencies)."""
+    if (os.path.exists(NATIVE) and
+            os.path.getmtime(NATIVE) >= os.path.getmtime(NATIVE_SRC)):
+        return
+    if subprocess.run(["pkg-config", "--exists", "libpulse"]).returncode:
+        apt_install("libpulse-dev", "pkg-config")
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libpulse"],
+                           check=True, capture_output=True,
+                           text=True).stdout.split()
+    os.makedirs(os.path.dirname(NATIVE), exist_ok=True)
+    subprocess.run(["cc", "-O2", "-Wall", "-o", NATIVE, NATIVE_SRC, *flags],
+                   check=True, stdout=sys.stderr)
 
 
 # --- load ----------------------------------------------------------------
@@ -268,9 +296,12 @@ class Console:
     timestamps the BENCH- markers; CPU snapshots are taken right when the
     playback starts and ends, not at the next sampling tick."""
 
-    def __init__(self, stream, pid_getter):
+    def __init__(self, stream, pid_getter, start="BENCH-START",
+                 end="BENCH-APLAY-EXIT", done="BENCH-END"):
         self.stream = stream
         self.pid_getter = pid_getter
+        # Playback runs from @start to @end; the run is over at @done.
+        self.start, self.end, self.done = start, end, done
         self.lines = []
         self.marks = {}                 # marker -> monotonic time
         self.snaps = {}                 # "start"/"end" -> snapshot()
@@ -281,12 +312,11 @@ class Console:
         for line in self.stream:
             line = line.rstrip("\r\n")
             self.lines.append(line)
-            m = re.match(r"(BENCH-[A-Z-]+)", line)
+            m = re.match(r"((?:BENCH|PA-FLOOR)-[A-Z-]+)", line)
             if not m or m.group(1) in self.marks:
                 continue
             self.marks[m.group(1)] = time.monotonic()
-            snap = {"BENCH-START": "start",
-                    "BENCH-APLAY-EXIT": "end"}.get(m.group(1))
+            snap = {self.start: "start", self.end: "end"}.get(m.group(1))
             pid = self.pid_getter()
             if snap and pid:
                 try:
@@ -305,10 +335,11 @@ class Console:
 # --- PulseAudio's side ----------------------------------------------------
 
 def parse_sink_inputs(text):
-    """QEMU's playback stream from `pactl list sink-inputs`:
+    """The measured playback stream (QEMU's or pa-floor's) from `pactl
+    list sink-inputs`:
     (buffer latency us, sink latency us, corked) or None."""
     for block in text.split("Sink Input #")[1:]:
-        if "qemu" not in block:
+        if "qemu" not in block and NATIVE_CLIENT not in block:
             continue
         buf = re.search(r"Buffer Latency: (\d+) usec", block)
         sink = re.search(r"Sink Latency: (\d+) usec", block)
@@ -440,7 +471,7 @@ def sample_until_done(case, daemon, console, proc, qmp_path):
     pa_samples, qmp_samples = [], []
     qmp = None
     next_qmp = 0.0
-    while proc.poll() is None and "BENCH-END" not in console.marks:
+    while proc.poll() is None and console.done not in console.marks:
         t = time.monotonic()
         try:
             s = parse_sink_inputs(daemon.pactl("list", "sink-inputs"))
@@ -490,56 +521,22 @@ def finish_qemu(proc, qmp, qmp_path, pid, case):
     return final
 
 
-def run_case(case, opts, rundir):
-    """Boot the guest once for @case and return everything measured."""
-    period, buffer = SETTINGS[case["setting"]]
+@contextlib.contextmanager
+def conditions(case, opts):
+    """The sound server, and the load if the case has one, for one run;
+    yields the daemon."""
     daemon = harness.PulseDaemon(harness.ensure_user(*BENCH_USER),
                                  realtime=opts.daemon == "rtkit").start()
-    load = start_load() if case["load"] == "load" else None
-    tmp = tempfile.mkdtemp(prefix="qva-bench-")
-    qmp_path = os.path.join(tmp, "qmp.sock")
-    pidfile = os.path.join(tmp, "qemu.pid")
-    audiodev = f"pa,id=snd0,server=unix:{daemon.socket}{case['opts']}"
-    append = (f"bench.period={period} bench.buffer={buffer} "
-              f"bench.seconds={opts.seconds}")
-    env = dict(os.environ, BENCH_APPEND=append, PULSE_COOKIE=daemon.cookie)
-    # -no-shutdown: the guest's power-off pauses QEMU instead of ending it,
-    # so its CPU time and the fork's stream counters can still be read.
-    cmd = [RUN_GUEST, case["binary"], GUEST, "-audiodev", audiodev,
-           "-qmp", f"unix:{qmp_path},server=on,wait=off",
-           "-pidfile", pidfile, "-no-shutdown"]
-    result = {"case": case, "append": append}
+    load = None
     try:
-        rec = daemon.record()
-        t0 = time.monotonic()
-        with open(os.path.join(rundir, "qemu-stderr.log"), "w") as err:
-            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=err,
-                                    text=True, errors="replace")
-        pid_box = []
-        console = Console(proc.stdout, lambda: pid_box[0] if pid_box
-                          else None)
-        pid = wait_for_file(pidfile, proc)
-        if pid:
-            pid_box.append(pid)
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().decode().split("\0")[:-1]
-            result["cmdline"] = shlex.join(argv)
-        pa_samples, qmp_samples, qmp = sample_until_done(
-            case, daemon, console, proc, qmp_path)
-        final = {}
-        if pid:
-            final = finish_qemu(proc, qmp, qmp_path, pid, case)
-        else:
-            proc.wait()     # QEMU never started: run-guest.sh says why
-        console.thread.join(10)
-        result["run_s"] = time.monotonic() - t0
-        result["exit"] = proc.returncode
-        pcm = rec.stop()
+        load = start_load() if case["load"] == "load" else None
+        yield daemon
     finally:
         stop_load(load)
         daemon.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_run(rundir, opts, pcm, console, pa_samples, qmp_samples):
     if opts.keep_audio:
         with open(os.path.join(rundir, "monitor.raw"), "wb") as f:
             f.write(pcm)
@@ -548,7 +545,94 @@ def run_case(case, opts, rundir):
     with open(os.path.join(rundir, "samples.json"), "w") as f:
         json.dump({"marks": console.marks, "pactl": pa_samples,
                    "qmp": qmp_samples}, f)
+
+
+def run_case(case, opts, rundir):
+    """Boot the guest once for @case and return everything measured."""
+    if case["binary"] == NATIVE:
+        return run_native_case(case, opts, rundir)
+    period, buffer = SETTINGS[case["setting"]]
+    tmp = tempfile.mkdtemp(prefix="qva-bench-")
+    qmp_path = os.path.join(tmp, "qmp.sock")
+    pidfile = os.path.join(tmp, "qemu.pid")
+    append = (f"bench.period={period} bench.buffer={buffer} "
+              f"bench.seconds={opts.seconds}")
+    # -no-shutdown: the guest's power-off pauses QEMU instead of ending it,
+    # so its CPU time and the fork's stream counters can still be read.
+    cmd = [RUN_GUEST, case["binary"], GUEST,
+           "-qmp", f"unix:{qmp_path},server=on,wait=off",
+           "-pidfile", pidfile, "-no-shutdown"]
+    result = {"case": case, "append": append}
+    try:
+        with conditions(case, opts) as daemon:
+            audiodev = f"pa,id=snd0,server=unix:{daemon.socket}{case['opts']}"
+            cmd[3:3] = ["-audiodev", audiodev]
+            env = dict(os.environ, BENCH_APPEND=append,
+                       PULSE_COOKIE=daemon.cookie)
+            rec = daemon.record()
+            t0 = time.monotonic()
+            with open(os.path.join(rundir, "qemu-stderr.log"), "w") as err:
+                proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=err,
+                                        text=True, errors="replace")
+            pid_box = []
+            console = Console(proc.stdout, lambda: pid_box[0] if pid_box
+                              else None)
+            pid = wait_for_file(pidfile, proc)
+            if pid:
+                pid_box.append(pid)
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().decode().split("\0")[:-1]
+                result["cmdline"] = shlex.join(argv)
+            pa_samples, qmp_samples, qmp = sample_until_done(
+                case, daemon, console, proc, qmp_path)
+            final = {}
+            if pid:
+                final = finish_qemu(proc, qmp, qmp_path, pid, case)
+            else:
+                proc.wait()     # QEMU never started: run-guest.sh says why
+            console.thread.join(10)
+            result["run_s"] = time.monotonic() - t0
+            result["exit"] = proc.returncode
+            pcm = rec.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    save_run(rundir, opts, pcm, console, pa_samples, qmp_samples)
     result.update(summarise(console, pa_samples, qmp_samples, final, pcm))
+    return result
+
+
+def run_native_case(case, opts, rundir):
+    """Play the signal with pa-floor instead of a guest, under the same
+    conditions, and measure it the same way."""
+    cmd = [NATIVE, "", case["opts"], str(opts.seconds)]
+    result = {"case": case, "append": "(no guest)"}
+    with conditions(case, opts) as daemon:
+        cmd[1] = f"unix:{daemon.socket}"
+        rec = daemon.record()
+        t0 = time.monotonic()
+        with open(os.path.join(rundir, "qemu-stderr.log"), "w") as err:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=err,
+                                    text=True, errors="replace",
+                                    env=dict(os.environ,
+                                             PULSE_COOKIE=daemon.cookie))
+        result["cmdline"] = shlex.join(cmd)
+        console = Console(proc.stdout, lambda: proc.pid,
+                          start="PA-FLOOR-START", end="PA-FLOOR-END",
+                          done="PA-FLOOR-END")
+        pa_samples, _, _ = sample_until_done(case, daemon, console, proc,
+                                             None)
+        proc.wait()
+        console.thread.join(10)
+        result["run_s"] = time.monotonic() - t0
+        result["exit"] = proc.returncode
+        pcm = rec.stop()
+    save_run(rundir, opts, pcm, console, pa_samples, [])
+    result.update(summarise(console, pa_samples, [], {}, pcm))
+    end = console.value("PA-FLOOR-END") or ""
+    m = re.search(r"underruns=(\d+)", end)
+    result["server_underruns"] = int(m.group(1)) if m else None
     return result
 
 
@@ -560,8 +644,8 @@ def summarise(console, pa_samples, qmp_samples, final, pcm):
     out["guest_elapsed"] = console.value("BENCH-ELAPSED")
     # Latency while the guest plays: between aplay's start and exit, and
     # only while the stream is uncorked.
-    start = console.marks.get("BENCH-START", float("inf"))
-    end = console.marks.get("BENCH-APLAY-EXIT", float("inf"))
+    start = console.marks.get(console.start, float("inf"))
+    end = console.marks.get(console.end, float("inf"))
     playing = [s for s in pa_samples
                if start <= s["t"] <= end and not s["corked"]]
     out["pa_latency"] = latency_stats(
@@ -609,6 +693,8 @@ def result_row(r):
     c, lat, sig = r["case"], r["pa_latency"], r["signal"]
     period, buffer = SETTINGS[c["setting"]]
     note = "ERROR " + r["error"] if r.get("error") else ""
+    if r.get("server_underruns") is not None:
+        note += f"{r['server_underruns']} underruns reported by the server"
     if r.get("exit"):
         note += f" exit {r['exit']}"
     return (f"| {period}/{buffer} | {c['config']} | {c['load']} | "
@@ -661,16 +747,17 @@ def ratio(fork, stock, get):
 
 
 def ratio_table(results):
-    """Fork default vs each stock config, per setting and load."""
+    """Fork default vs each stock config and the native floor, per
+    setting and load."""
     by = {(r["case"]["setting"], r["case"]["load"], r["case"]["config"]): r
           for r in results}
-    out = ["| period/buffer | load | vs | median latency fork/stock | "
-           "CPU play fork/stock | CPU whole fork/stock |",
+    out = ["| period/buffer | load | vs | median latency fork/other | "
+           "CPU play fork/other | CPU whole fork/other |",
            "|---|---|---|---:|---:|---:|"]
     for (setting, load, config), fork in by.items():
         if config != "fork-default":
             continue
-        for stock_cfg in ("stock-default", "stock-tuned"):
+        for stock_cfg in ("stock-default", "stock-tuned", "native-5ms"):
             stock = by.get((setting, load, stock_cfg))
             if not stock:
                 continue
@@ -742,6 +829,12 @@ def render(results, info, opts, started, finished, rundirs):
         "at normal priority, from before QEMU starts until it has quit",
         "- guest: TCG, q35, AC97 (snd-intel8x0), aplay to hw:0,0, "
         "1 kHz sawtooth",
+        "- native-5ms, native-10ms: no guest and no QEMU: `bench/native/"
+        "pa-floor.c` plays the same sawtooth at the fill the fork holds "
+        "for that latency (tlength = prebuf = latency - 1 ms, minreq "
+        "1 ms, early requests), writing what the server asks for as it "
+        "asks, at normal priority: the floor for any client at that "
+        "latency on this machine",
         "",
         "## Results",
         "",
@@ -751,7 +844,8 @@ def render(results, info, opts, started, finished, rundirs):
     ]
     ratios = ratio_table(main)
     if ratios:
-        lines += ["## Fork default vs stock", "", ratios, ""]
+        lines += ["## Fork default vs stock and the native floor", "",
+                  ratios, ""]
     qt = qmp_table(main)
     if qt:
         lines += ["## The fork's own view (QMP query-audio-streams at the "

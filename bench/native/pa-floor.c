@@ -1,0 +1,195 @@
+/*
+ * pa-floor: the benchmark's native baseline.  Plays the bench's 1 kHz
+ * sawtooth straight to PulseAudio at the latency the fork's pa backend
+ * holds for a target (audio/pa-voice.c: the same 1 ms requests, early
+ * requests, and fill), writing whatever the server asks for the moment
+ * it asks.  No guest, no QEMU:
+ * what it gets is the best any client with those attributes can get on
+ * the machine, so the fork's figures can be read against it in one run.
+ *
+ * usage: pa-floor SERVER LATENCY_US SECONDS
+ * Prints "PA-FLOOR-START", then "PA-FLOOR-END underruns=N" when the last
+ * frame has played.
+ *
+ * Copyright (c) 2026 qemu-vfio-audio developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdint.h>
+#include <pulse/pulseaudio.h>
+
+#define RATE 48000
+#define CYCLE (RATE / 1000)     /* frames per sawtooth period */
+#define BITE_MAX_US 1000        /* the backend's PA_MINREQ_MAX_US */
+
+static const pa_sample_spec spec = {
+    .format = PA_SAMPLE_S16LE, .rate = RATE, .channels = 2,
+};
+
+static struct {
+    pa_mainloop *loop;
+    uint64_t frames_left;
+    unsigned phase;
+    unsigned underruns;
+    uint32_t latency_us;
+    int status;
+} st;
+
+static void quit(int status)
+{
+    st.status = status;
+    pa_mainloop_quit(st.loop, status);
+}
+
+static void drained(pa_stream *s, int success, void *opaque)
+{
+    printf("PA-FLOOR-END underruns=%u\n", st.underruns);
+    quit(success ? 0 : 1);
+}
+
+static void write_cb(pa_stream *s, size_t nbytes, void *opaque)
+{
+    size_t frames = nbytes / pa_frame_size(&spec);
+    int16_t *buf;
+    size_t i;
+
+    if (frames > st.frames_left) {
+        frames = st.frames_left;
+    }
+    if (!frames) {
+        return;
+    }
+    nbytes = frames * pa_frame_size(&spec);
+    if (pa_stream_begin_write(s, (void **)&buf, &nbytes) < 0) {
+        quit(1);
+        return;
+    }
+    frames = nbytes / pa_frame_size(&spec);
+    for (i = 0; i < frames; i++) {
+        int16_t left = -16384 + 32768 * st.phase / CYCLE;
+
+        buf[2 * i] = left;
+        buf[2 * i + 1] = -left;
+        st.phase = (st.phase + 1) % CYCLE;
+    }
+    pa_stream_write(s, buf, frames * pa_frame_size(&spec), NULL, 0,
+                    PA_SEEK_RELATIVE);
+    st.frames_left -= frames;
+    if (!st.frames_left) {
+        pa_operation_unref(pa_stream_drain(s, drained, NULL));
+    }
+}
+
+static void underflow_cb(pa_stream *s, void *opaque)
+{
+    /* The stream runs dry once at the end, by design, while draining. */
+    if (st.frames_left) {
+        st.underruns++;
+    }
+}
+
+static void stream_state_cb(pa_stream *s, void *opaque)
+{
+    switch (pa_stream_get_state(s)) {
+    case PA_STREAM_READY:
+        printf("PA-FLOOR-START\n");
+        fflush(stdout);
+        break;
+    case PA_STREAM_FAILED:
+        fprintf(stderr, "pa-floor: stream: %s\n",
+                pa_strerror(pa_context_errno(pa_stream_get_context(s))));
+        quit(1);
+        break;
+    default:
+        break;
+    }
+}
+
+static void connect_stream(pa_context *ctx)
+{
+    uint32_t us = st.latency_us;
+    uint32_t bite = us / 5 < BITE_MAX_US ? us / 5 : BITE_MAX_US;
+    /*
+     * The fork's stream is fed at the sample rate and so stays at its
+     * prebuffer, latency - bite; this client has all its data at hand and
+     * would fill up to tlength.  So tlength is that prebuffer here: the
+     * server's requests hold the fill where the fork's sits, and the
+     * sink's bite on top of it makes the same latency.
+     */
+    pa_buffer_attr ba = {
+        .maxlength = (uint32_t)-1,
+        .tlength = pa_usec_to_bytes(us - bite, &spec),
+        .prebuf = pa_usec_to_bytes(us - bite, &spec),
+        .minreq = pa_usec_to_bytes(bite, &spec),
+        .fragsize = (uint32_t)-1,
+    };
+    pa_stream *s = pa_stream_new(ctx, "pa-floor", &spec, NULL);
+
+    if (!s) {
+        fprintf(stderr, "pa-floor: pa_stream_new: %s\n",
+                pa_strerror(pa_context_errno(ctx)));
+        quit(1);
+        return;
+    }
+    pa_stream_set_state_callback(s, stream_state_cb, NULL);
+    pa_stream_set_write_callback(s, write_cb, NULL);
+    pa_stream_set_underflow_callback(s, underflow_cb, NULL);
+    if (pa_stream_connect_playback(s, NULL, &ba,
+                                   PA_STREAM_INTERPOLATE_TIMING |
+                                   PA_STREAM_AUTO_TIMING_UPDATE |
+                                   PA_STREAM_EARLY_REQUESTS,
+                                   NULL, NULL) < 0) {
+        fprintf(stderr, "pa-floor: connect: %s\n",
+                pa_strerror(pa_context_errno(ctx)));
+        quit(1);
+    }
+}
+
+static void context_state_cb(pa_context *ctx, void *opaque)
+{
+    switch (pa_context_get_state(ctx)) {
+    case PA_CONTEXT_READY:
+        connect_stream(ctx);
+        break;
+    case PA_CONTEXT_FAILED:
+        fprintf(stderr, "pa-floor: context: %s\n",
+                pa_strerror(pa_context_errno(ctx)));
+        quit(1);
+        break;
+    default:
+        break;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    pa_context *ctx;
+    long latency, seconds;
+
+    latency = argc == 4 ? atol(argv[2]) : 0;
+    seconds = argc == 4 ? atol(argv[3]) : 0;
+    if (latency < 1000 || latency > 500000 || seconds < 1) {
+        fprintf(stderr, "usage: pa-floor SERVER LATENCY_US(1000-500000) "
+                "SECONDS\n");
+        return 2;
+    }
+    st.latency_us = latency;
+    st.frames_left = (uint64_t)seconds * RATE;
+    st.status = 1;
+    st.loop = pa_mainloop_new();
+    ctx = pa_context_new(pa_mainloop_get_api(st.loop), "qva-native-floor");
+    pa_context_set_state_callback(ctx, context_state_cb, NULL);
+    if (pa_context_connect(ctx, argv[1], PA_CONTEXT_NOAUTOSPAWN, NULL) < 0) {
+        fprintf(stderr, "pa-floor: %s: %s\n", argv[1],
+                pa_strerror(pa_context_errno(ctx)));
+        return 1;
+    }
+    pa_mainloop_run(st.loop, NULL);
+    pa_context_disconnect(ctx);
+    pa_context_unref(ctx);
+    pa_mainloop_free(st.loop);
+    return st.status;
+}
