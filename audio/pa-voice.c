@@ -3,13 +3,12 @@
  *
  * Replaces upstream's audio/paaudio.c under the same driver name and
  * options.  What differs, and why:
- *  - the buffer attributes come from the latency target alone: the guest's
- *    sound card hands over data at the sample rate, so the stream stays as
- *    full as prebuffering made it: prebuf plus the sink's share is the
- *    latency, tlength a ceiling just above, and early requests keep the
- *    sink's share to ~1 ms bites (capture: small fragments and a backlog
- *    bounded to twice the latency); QEMU only produces what the stream
- *    can take right now, so nothing queues up in front of PulseAudio;
+ *  - the buffer attributes come from the latency target alone: tlength
+ *    is the latency, early requests keep the sink's share to ~1 ms bites,
+ *    and the stream restarts after an underrun only once it is that full
+ *    again (capture: small fragments and a backlog bounded to twice the
+ *    latency); QEMU only produces what the stream can take right now, so
+ *    nothing queues up in front of PulseAudio;
  *  - the audio timer defaults to 1 ms for pa, so data moves in small steps
  *    (a 10 ms timer cannot feed a 5 ms buffer);
  *  - an underrun raises the latency by a bounded step, once per burst, up
@@ -126,16 +125,18 @@ static void stream_attr(PAStream *ps, pa_buffer_attr *ba)
     ba->fragsize = -1;
     if (ps->playback) {
         /*
-         * AC97 and HDA hand over data at the sample rate, so the stream's
-         * fill stays where prebuffering left it: prebuf plus one bite for
-         * the sink is the latency, tlength only a ceiling with room for
-         * two requests, and the sink wakes every bite (early requests).
+         * The sink wakes every bite (early requests), and the stream is
+         * kept between tlength and one request below it: requests come a
+         * bite at a time, and AC97 steers its pace to leave no more room
+         * than that (ac97-pacing.c).  That level plus the sink's bite is
+         * the latency.  After an underrun the stream starts again once it
+         * is back at that level (prebuf), not earlier, emptier.
          */
         uint32_t bite = MIN(us / 5, PA_MINREQ_MAX_US);
 
         ba->minreq = pa_usec_to_bytes(bite, &ps->spec);
         ba->prebuf = pa_usec_to_bytes(us - bite, &ps->spec);
-        ba->tlength = pa_usec_to_bytes(us + bite, &ps->spec);
+        ba->tlength = pa_usec_to_bytes(us, &ps->spec);
     } else {
         /* Old data is worth less than none: bound what may pile up. */
         ba->fragsize = pa_usec_to_bytes(us / 2, &ps->spec);
@@ -352,6 +353,25 @@ static size_t pa_buffer_get_free(HWVoiceOut *hw)
     n = out_room(ps);
     pa_conn_unlock(ps->pa->conn);
     return n;
+}
+
+/*
+ * The stream's room is what it misses to reach its latency only in small
+ * requests, as PulseAudio grants them; pipewire-pulse asks for a whole
+ * quantum (~5 ms) at a time, and a device keeping that full would hold
+ * back a quantum's worth it has no room for.
+ */
+static bool pa_wants_full_out(HWVoiceOut *hw)
+{
+    PAStream *ps = PA_OUT(hw);
+    const pa_buffer_attr *ba;
+    bool full;
+
+    pa_conn_lock(ps->pa->conn);
+    ba = stream_ready(ps) ? pa_stream_get_buffer_attr(ps->stream) : NULL;
+    full = ba && ba->minreq <= pa_usec_to_bytes(PA_MINREQ_MAX_US, &ps->spec);
+    pa_conn_unlock(ps->pa->conn);
+    return full;
 }
 
 /*
@@ -806,6 +826,7 @@ static struct audio_pcm_ops pa_pcm_ops = {
     .fini_out         = pa_fini_out,
     .write            = pa_write,
     .buffer_get_free  = pa_buffer_get_free,
+    .wants_full_out   = pa_wants_full_out,
     .get_buffer_out   = pa_get_buffer_out,
     .put_buffer_out   = pa_put_buffer_out,
     .enable_out       = pa_enable_out,

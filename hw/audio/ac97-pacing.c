@@ -9,9 +9,10 @@
  * own (1 ms by default) that moves exactly the bytes due at the stream's
  * sample rate, so PICB falls steadily and every interrupt comes within one
  * period of its ideal time.  A small FIFO per stream sits between the DMA
- * and the backend, which runs on its own timer; its fill level steers the
- * DMA pace by a few hundred ppm at most, so a backend clock that drifts
- * neither starves nor floods the guest.
+ * and the backend, which runs on its own timer; its fill level, and the
+ * room the backend has left, steer the DMA pace by a few hundred ppm, so
+ * a backend clock that drifts neither starves nor floods the guest, nor
+ * lets the backend's buffer run dry.
  *
  * Copyright (c) 2026 qemu-vfio-audio developers
  *
@@ -27,6 +28,7 @@
 #define FIFO_BYTES              (64 * 1024)
 #define PPM_LIMIT               5000
 #define PPM_PER_TICK_OF_ERROR   1000
+#define PPM_PER_TICK_OF_ROOM    2000
 #define PERIOD_MIN_US           100
 #define PERIOD_MAX_US           10000
 #define STALE_TICKS             4
@@ -87,24 +89,42 @@ static uint32_t tick_bytes(AC97PacingStream *st)
 }
 
 /*
- * After each exchange with the backend the FIFO is at its lowest.  If that
- * low mark stays above a tick's worth, the backend takes less than the
- * guest gives (playback: slow the guest down) or gives more than the guest
- * takes (capture: speed it up), in proportion, within PPM_LIMIT.  The
- * other way round there is nothing to correct: a drained playback FIFO
- * means the backend keeps up, and capture pads what is missing with
- * silence; speeding playback up would only fill the backend's buffers.
+ * After each exchange with the backend the FIFO is at its lowest and the
+ * backend as full as the DMA could make it.  If the FIFO's low mark stays
+ * above a tick's worth, the backend takes less than the guest gives
+ * (playback: slow the guest down) or gives more than the guest takes
+ * (capture: speed it up).
+ *
+ * If, for playback, the backend asks to be kept full (pa: its buffer is
+ * its latency) and the room it still had stays above a tick's worth, its
+ * clock runs faster than ours and its buffer drains towards an underrun:
+ * speed the guest up.  That happens with any sound card's crystal, and
+ * with PulseAudio's null sink, which rounds each chunk it plays down to a
+ * whole microsecond and so runs some 500 ppm fast.  Other backends' room
+ * is their whole buffer (wav, none) or one with no latency target:
+ * filling those would only add latency.
+ *
+ * Corrections are proportional, within PPM_LIMIT.  A capture FIFO that
+ * runs dry needs nothing: the missing part is padded with silence.
  */
-static void steer(AC97PacingStream *st)
+static void steer(AC97PacingStream *st, int room)
 {
     int64_t target = tick_bytes(st);
-    int64_t excess;
+    int64_t excess, shortfall;
 
     st->low_fill += ((int64_t)st->fifo.len * 256 - st->low_fill) / 16;
-    excess = MAX(st->low_fill / 256 - target, 0);
-    st->ppm = MIN(excess * PPM_PER_TICK_OF_ERROR / target, PPM_LIMIT);
-    if (st->index == PCM_OUT) {
-        st->ppm = -st->ppm;
+    st->low_room += ((int64_t)room * 256 - st->low_room) / 16;
+    excess = st->low_fill / 256 - target;
+    shortfall = st->low_room / 256 - target;
+    if (excess > 0) {
+        st->ppm = MIN(excess * PPM_PER_TICK_OF_ERROR / target, PPM_LIMIT);
+        if (st->index == PCM_OUT) {
+            st->ppm = -st->ppm;
+        }
+    } else if (shortfall > 0) {
+        st->ppm = MIN(shortfall * PPM_PER_TICK_OF_ROOM / target, PPM_LIMIT);
+    } else {
+        st->ppm = 0;
     }
 }
 
@@ -117,6 +137,9 @@ static int64_t clock_advance(AC97PacingStream *st)
     uint64_t frames;
 
     st->last_ns = now;
+    if (elapsed > STALE_TICKS * st->pacing->period_us * SCALE_US) {
+        st->since_stall = 0;
+    }
     st->frac += muldiv64(elapsed * st->rate, 1000000 + st->ppm, 1000000);
     frames = st->frac / NANOSECONDS_PER_SECOND;
     st->frac %= NANOSECONDS_PER_SECOND;
@@ -154,6 +177,8 @@ static void stream_reset(AC97PacingStream *st)
     st->frac = 0;
     st->ppm = 0;
     st->low_fill = 0;
+    st->low_room = 0;
+    st->since_stall = UINT8_MAX;
     st->fifo.head = st->fifo.len = 0;
 }
 
@@ -243,6 +268,7 @@ int ac97_pacing_read(AC97Pacing *p, int index, SWVoiceIn *voice, void *buf,
 void ac97_pacing_backend_out(AC97Pacing *p, SWVoiceOut *voice, int free)
 {
     AC97PacingStream *st = &p->st[PCM_OUT];
+    bool full;
 
     /* What is due goes out now, not a tick later. */
     if (st->running) {
@@ -253,9 +279,18 @@ void ac97_pacing_backend_out(AC97Pacing *p, SWVoiceOut *voice, int free)
      * played while QEMU or the sound server stalled; the server has
      * already filled that time with silence.  Played late it would add
      * its length to the latency until steering drained it, seconds later:
-     * keep the newest tick of it, as a card whose DMA ran on.
+     * keep the newest tick of it, as a card whose DMA ran on.  A backend
+     * kept full has no room between its requests by design: there, only
+     * what is left over a few exchanges after QEMU's own stall (the clock
+     * jumped) is stale; right after it, the server's requests for what it
+     * played meanwhile may not be in yet.
      */
-    if (free >= 0 && st->fifo.len > free + STALE_TICKS * tick_bytes(st)) {
+    full = AUD_wants_full_out(voice);
+    if (st->since_stall < UINT8_MAX) {
+        st->since_stall++;
+    }
+    if ((!full || st->since_stall == STALE_TICKS) && free >= 0 &&
+        st->fifo.len > free + STALE_TICKS * tick_bytes(st)) {
         uint32_t stale = st->fifo.len - free - tick_bytes(st);
 
         trace_ac97_pacing_stale(st->index, stale);
@@ -272,7 +307,8 @@ void ac97_pacing_backend_out(AC97Pacing *p, SWVoiceOut *voice, int free)
         fifo_drop(&st->fifo, done);
         free -= done;
     }
-    steer(st);
+    /* Room left says something only while the clock runs. */
+    steer(st, st->running && !st->fifo.len && full ? MAX(free, 0) : 0);
 }
 
 void ac97_pacing_backend_in(AC97Pacing *p, int index, SWVoiceIn *voice,
@@ -281,7 +317,7 @@ void ac97_pacing_backend_in(AC97Pacing *p, int index, SWVoiceIn *voice,
     AC97PacingStream *st = &p->st[index];
     uint8_t buf[4096];
 
-    steer(st);
+    steer(st, 0);
     while (avail > 0) {
         int want = MIN(MIN(avail, sizeof(buf)),
                        st->fifo.size - st->fifo.len);
@@ -295,7 +331,7 @@ void ac97_pacing_backend_in(AC97Pacing *p, int index, SWVoiceIn *voice,
     }
 }
 
-/* --- life cycle ------------------------------------------------------------ */
+/* --- life cycle ----------------------------------------------------------- */
 
 bool ac97_pacing_init(AC97Pacing *p, AC97PacingTransfer *transfer,
                       void *opaque, Error **errp)
@@ -338,7 +374,7 @@ void ac97_pacing_fini(AC97Pacing *p)
     }
 }
 
-/* --- migration ------------------------------------------------------------- */
+/* --- migration ------------------------------------------------------------ */
 
 bool ac97_pacing_migration_needed(AC97Pacing *p)
 {

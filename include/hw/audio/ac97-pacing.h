@@ -34,11 +34,13 @@ typedef struct AC97PacingStream {
     QEMUTimer *timer;
     bool active;                /* the guest runs the stream */
     bool running;               /* and it has a rate: the timer is armed */
+    uint8_t since_stall;        /* backend exchanges since the clock jumped */
     uint32_t rate;              /* frames per second */
     int64_t last_ns;
     uint64_t frac;              /* frames * 1e9 not yet due in whole */
     int32_t ppm;                /* drift correction in force */
     int64_t low_fill;           /* FIFO low water mark, smoothed, x256 */
+    int64_t low_room;           /* backend room left, smoothed, x256 */
     AC97PacingFifo fifo;
 } AC97PacingStream;
 
