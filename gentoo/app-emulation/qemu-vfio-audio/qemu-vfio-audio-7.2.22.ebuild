@@ -180,6 +180,7 @@ PATCHES=(
 	"${FORK_S}"/patches/0008-soundhw-option-is-back.patch
 	"${FORK_S}"/patches/0009-qmp-hmp-audio-stream-stats.patch
 	"${FORK_S}"/patches/0010-ac97-pace-dma-by-sample-clock.patch
+	"${FORK_S}"/patches/0011-audio-backends-may-ask-to-be-kept-full.patch
 )
 
 # The fork's own files, at their paths in the QEMU tree: the same list as
