@@ -200,14 +200,16 @@ class PulseDaemon:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError("pipewire-pulse never played a stream")
+            # A stream that was never linked waits for good: ask again.
             try:
                 subprocess.run(prefix + ["paplay", probe], env=env, cwd="/",
-                               capture_output=True, check=True, timeout=left)
+                               capture_output=True, check=True,
+                               timeout=min(left, 3))
                 return
             except subprocess.CalledProcessError:
                 time.sleep(0.1)
             except subprocess.TimeoutExpired:
-                raise AssertionError("pipewire-pulse never played a stream")
+                pass
 
     def kill(self):
         """Gone at once, as when the server crashes."""

@@ -63,16 +63,22 @@ def wait_connected(q, timeout=5):
     raise AssertionError(f"stream never connected: {stream(q)}")
 
 
+def start_playing(q, signal):
+    """The guest's AC97 driver playing @signal (bytes) from now on."""
+    player = AC97Player(q.qtest)
+    player.setup()
+    player.queue(signal)
+    player.start()
+    return player
+
+
 def play_and_check(d, q, seconds=2.0, exact=True):
     frames = int(RATE * seconds)
     # Lead-in silence: a sink's monitor misses what PulseAudio rewinds
     # when a stream starts.
     signal = bytes(RATE // 10 * FRAME) + pattern(frames)
     rec = d.record()
-    player = AC97Player(q.qtest)
-    player.setup()
-    player.queue(signal)
-    player.start()
+    player = start_playing(q, signal)
     try:
         assert player.play(seconds + 5), "the guest ran out of interrupts"
         assert rec.wait_for(lambda data: pattern_complete(data, frames), 5), \
@@ -166,10 +172,7 @@ def test_underruns_raise_latency_within_bound():
     extra = ",timer-period=20000,out.latency=5000,out.max-latency=11000"
     with daemon() as d, qemu(pa_args(d.socket, extra)) as q:
         wait_connected(q)
-        player = AC97Player(q.qtest)
-        player.setup()
-        player.queue(pattern(RATE * 30))
-        player.start()
+        player = start_playing(q, pattern(RATE * 30))
         assert player.play(10, until=lambda: stream(q)["latency"] >= 11000)
         # Underruns go on at the bound; the latency does not.
         seen = stream(q)["underruns"]
@@ -187,10 +190,7 @@ def test_latency_steps_back_after_quiet_spell():
     extra = ",out.latency=40000,out.max-latency=80000"
     with daemon() as d, qemu(pa_args(d.socket, extra)) as q:
         wait_connected(q)
-        player = AC97Player(q.qtest)
-        player.setup()
-        player.queue(pattern(RATE * 90))
-        player.start()
+        player = start_playing(q, pattern(RATE * 90))
         # Well into playback, past prebuffering.
         assert player.play(5, until=lambda: stream(q)["bytes"] > RATE * FRAME)
         # QEMU stopped for longer than its buffer: the sink runs dry.
@@ -223,10 +223,7 @@ def test_stream_stays_full_against_a_fast_sink():
     extra = f",out.latency={latency},out.max-latency={latency}"
     with daemon() as d, qemu(pa_args(d.socket, extra)) as q:
         wait_connected(q)
-        player = AC97Player(q.qtest)
-        player.setup()
-        player.queue(pattern(RATE * 40))
-        player.start()
+        player = start_playing(q, pattern(RATE * 40))
         start = time.monotonic()
         seen = []
         next_sample = [start]
@@ -263,10 +260,7 @@ def test_server_restart_mid_stream():
     """Kill the daemon while playing: the guest runs on, sound comes back."""
     with daemon() as d, qemu(pa_args(d.socket)) as q:
         wait_connected(q)
-        player = AC97Player(q.qtest)
-        player.setup()
-        player.queue(pattern(RATE * 30))
-        player.start()
+        player = start_playing(q, pattern(RATE * 30))
         assert player.play(5, until=lambda: player.irqs >= 50)
 
         mark = len(q.lines)
