@@ -12,8 +12,8 @@ side by side and under the same conditions:
   - for the fork, what QEMU reports itself (QMP query-audio-streams),
 
 and, as the floor, a native PulseAudio client (bench/native/pa-floor.c)
-playing the same sawtooth with the fork's buffer attributes: what any
-client with those attributes gets on this machine.
+playing the same sawtooth with the fork's requests at the same latency:
+what any client at that latency gets on this machine.
 
 It is a benchmark, not a test: it never judges the numbers, it prints a
 Markdown table and writes it to bench/results/RESULTS-<date>.md (and the
@@ -557,16 +557,16 @@ def run_case(case, opts, rundir):
     pidfile = os.path.join(tmp, "qemu.pid")
     append = (f"bench.period={period} bench.buffer={buffer} "
               f"bench.seconds={opts.seconds}")
-    # -no-shutdown: the guest's power-off pauses QEMU instead of ending it,
-    # so its CPU time and the fork's stream counters can still be read.
-    cmd = [RUN_GUEST, case["binary"], GUEST,
-           "-qmp", f"unix:{qmp_path},server=on,wait=off",
-           "-pidfile", pidfile, "-no-shutdown"]
     result = {"case": case, "append": append}
     try:
         with conditions(case, opts) as daemon:
             audiodev = f"pa,id=snd0,server=unix:{daemon.socket}{case['opts']}"
-            cmd[3:3] = ["-audiodev", audiodev]
+            # -no-shutdown: the guest's power-off pauses QEMU instead of
+            # ending it, so its CPU time and the fork's stream counters
+            # can still be read.
+            cmd = [RUN_GUEST, case["binary"], GUEST, "-audiodev", audiodev,
+                   "-qmp", f"unix:{qmp_path},server=on,wait=off",
+                   "-pidfile", pidfile, "-no-shutdown"]
             env = dict(os.environ, BENCH_APPEND=append,
                        PULSE_COOKIE=daemon.cookie)
             rec = daemon.record()
@@ -605,10 +605,10 @@ def run_case(case, opts, rundir):
 def run_native_case(case, opts, rundir):
     """Play the signal with pa-floor instead of a guest, under the same
     conditions, and measure it the same way."""
-    cmd = [NATIVE, "", case["opts"], str(opts.seconds)]
     result = {"case": case, "append": "(no guest)"}
     with conditions(case, opts) as daemon:
-        cmd[1] = f"unix:{daemon.socket}"
+        cmd = [NATIVE, f"unix:{daemon.socket}", case["opts"],
+               str(opts.seconds)]
         rec = daemon.record()
         t0 = time.monotonic()
         with open(os.path.join(rundir, "qemu-stderr.log"), "w") as err:
@@ -830,8 +830,8 @@ def render(results, info, opts, started, finished, rundirs):
         "- guest: TCG, q35, AC97 (snd-intel8x0), aplay to hw:0,0, "
         "1 kHz sawtooth",
         "- native-5ms, native-10ms: no guest and no QEMU: `bench/native/"
-        "pa-floor.c` plays the same sawtooth at the fill the fork holds "
-        "for that latency (tlength = prebuf = latency - 1 ms, minreq "
+        "pa-floor.c` plays the same sawtooth with the fork's requests at "
+        "that latency (tlength = prebuf = latency - 1 ms, minreq "
         "1 ms, early requests), writing what the server asks for as it "
         "asks, at normal priority: the floor for any client at that "
         "latency on this machine",

@@ -1,11 +1,11 @@
 /*
  * pa-floor: the benchmark's native baseline.  Plays the bench's 1 kHz
- * sawtooth straight to PulseAudio at the latency the fork's pa backend
- * holds for a target (audio/pa-voice.c: the same 1 ms requests, early
- * requests, and fill), writing whatever the server asks for the moment
- * it asks.  No guest, no QEMU:
- * what it gets is the best any client with those attributes can get on
- * the machine, so the fork's figures can be read against it in one run.
+ * sawtooth straight to PulseAudio with the fork's 1 ms requests and early
+ * requests (audio/pa-voice.c), holding its fill one request below the
+ * latency, writing whatever the server asks for the moment it asks.  No
+ * guest, no QEMU: what it gets is the best any client can get at that
+ * latency on the machine, so the fork's figures can be read against it
+ * in one run.
  *
  * usage: pa-floor SERVER LATENCY_US SECONDS
  * Prints "PA-FLOOR-START", then "PA-FLOOR-END underruns=N" when the last
@@ -113,11 +113,11 @@ static void connect_stream(pa_context *ctx)
     uint32_t us = st.latency_us;
     uint32_t bite = us / 5 < BITE_MAX_US ? us / 5 : BITE_MAX_US;
     /*
-     * The fork's stream is fed at the sample rate and so stays at its
-     * prebuffer, latency - bite; this client has all its data at hand and
-     * would fill up to tlength.  So tlength is that prebuffer here: the
-     * server's requests hold the fill where the fork's sits, and the
-     * sink's bite on top of it makes the same latency.
+     * This client has all its data at hand and fills up to tlength, so
+     * tlength is latency - bite: the sink's bite on top makes the
+     * latency.  That is where the fork's stream stays when nothing keeps
+     * it fuller (its prebuffer); with AC97 keeping it full it sits up to
+     * one request higher, at its tlength, the latency.
      */
     pa_buffer_attr ba = {
         .maxlength = (uint32_t)-1,

@@ -137,7 +137,7 @@ static int64_t clock_advance(AC97PacingStream *st)
     uint64_t frames;
 
     st->last_ns = now;
-    if (elapsed > STALE_TICKS * st->pacing->period_us * SCALE_US) {
+    if (elapsed > STALE_TICKS * p->period_us * SCALE_US) {
         st->since_stall = 0;
     }
     st->frac += muldiv64(elapsed * st->rate, 1000000 + st->ppm, 1000000);
