@@ -239,10 +239,13 @@ def test_stream_stays_full_against_a_fast_sink():
 
         assert player.play(30, until=sampled), stream(q)
         # Drifting, the stream would cross the whole range between its
-        # latency and an underrun every 20-40 s: most samples low.
+        # latency and an underrun every 20-40 s: half the samples far
+        # below it.  Kept full, it stays within a few requests of it,
+        # but for a stall of this host's now and then (seen in CI: one
+        # dip to 7 ms, steered back up within 5 s).
         seen.sort()
-        low = seen[len(seen) // 10]
-        assert len(seen) > 100 and low >= latency - 4000, (low, seen)
+        median = seen[len(seen) // 2]
+        assert len(seen) > 100 and median >= latency - 3000, (median, seen)
         assert q.alive()
 
 
