@@ -32,6 +32,13 @@
 #define PERIOD_MIN_US           100
 #define PERIOD_MAX_US           10000
 #define STALE_TICKS             4
+/*
+ * A backend that has taken nothing for this long (virtual time) is not
+ * playing what the guest gives: a server that restarted with its sink
+ * rendered ahead, a stream accepted but never started.  What waited for
+ * it that long is not worth playing late when it comes back.
+ */
+#define IDLE_NS                 (100 * SCALE_MS)
 
 /* --- the FIFO ------------------------------------------------------------- */
 
@@ -191,6 +198,8 @@ static void stream_start(AC97PacingStream *st)
     }
     st->running = true;
     st->last_ns = now;
+    /* While the stream was stopped the backend had nothing to take. */
+    st->last_take_ns = now;
     timer_mod(st->timer, now + st->pacing->period_us * SCALE_US);
 }
 
@@ -235,13 +244,29 @@ void ac97_pacing_set_active(AC97Pacing *p, int index, bool on)
 
 /* --- the data path -------------------------------------------------------- */
 
+/*
+ * The guest's clock never waits for the backend: a real card's DMA runs
+ * on whatever the host does with the sound.  When the backend has taken
+ * nothing for so long that the FIFO is full, the oldest bytes give way.
+ */
 int ac97_pacing_write(AC97Pacing *p, SWVoiceOut *voice, const void *buf,
                       int len)
 {
+    AC97PacingStream *st = &p->st[PCM_OUT];
+    uint32_t over;
+
     if (!p->enabled) {
         return AUD_write(voice, (void *)buf, len);
     }
-    return fifo_push(&p->st[PCM_OUT].fifo, buf, len);
+    len = MIN(len, st->fifo.size);
+    over = st->fifo.len + len > st->fifo.size ?
+           st->fifo.len + len - st->fifo.size : 0;
+    if (over) {
+        trace_ac97_pacing_overflow(st->index, over);
+        fifo_drop(&st->fifo, over);
+        st->dropped += over;
+    }
+    return fifo_push(&st->fifo, buf, len);
 }
 
 /*
@@ -268,11 +293,12 @@ int ac97_pacing_read(AC97Pacing *p, int index, SWVoiceIn *voice, void *buf,
 void ac97_pacing_backend_out(AC97Pacing *p, SWVoiceOut *voice, int free)
 {
     AC97PacingStream *st = &p->st[PCM_OUT];
-    bool full;
+    int64_t now = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
+    bool full, idle;
 
     /* What is due goes out now, not a tick later. */
     if (st->running) {
-        clock_advance(st);
+        now = clock_advance(st);
     }
     /*
      * More than the backend takes, by several ticks, is what the guest
@@ -283,18 +309,21 @@ void ac97_pacing_backend_out(AC97Pacing *p, SWVoiceOut *voice, int free)
      * kept full has no room between its requests by design: there, only
      * what is left over a few exchanges after QEMU's own stall (the clock
      * jumped) is stale; right after it, the server's requests for what it
-     * played meanwhile may not be in yet.
+     * played meanwhile may not be in yet.  Nor is anything worth keeping
+     * that waited for a backend which took nothing for IDLE_NS.
      */
     full = AUD_wants_full_out(voice);
+    idle = now - st->last_take_ns > IDLE_NS;
     if (st->since_stall < UINT8_MAX) {
         st->since_stall++;
     }
-    if ((!full || st->since_stall == STALE_TICKS) && free >= 0 &&
+    if ((!full || idle || st->since_stall == STALE_TICKS) && free >= 0 &&
         st->fifo.len > free + STALE_TICKS * tick_bytes(st)) {
         uint32_t stale = st->fifo.len - free - tick_bytes(st);
 
         trace_ac97_pacing_stale(st->index, stale);
         fifo_drop(&st->fifo, stale);
+        st->dropped += stale;
     }
     while (free > 0 && st->fifo.len) {
         uint8_t *src;
@@ -306,6 +335,7 @@ void ac97_pacing_backend_out(AC97Pacing *p, SWVoiceOut *voice, int free)
         }
         fifo_drop(&st->fifo, done);
         free -= done;
+        st->last_take_ns = now;
     }
     /* Room left says something only while the clock runs. */
     steer(st, st->running && !st->fifo.len && full ? MAX(free, 0) : 0);

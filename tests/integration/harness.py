@@ -36,6 +36,26 @@ class Skip(Exception):
 
 # --- users and daemons -------------------------------------------------------
 
+def _wait_group(pgid, timeout):
+    """Wait until no process of group @pgid is left (they need not be our
+    children: a pidfd turns readable when its process exits)."""
+    deadline = time.monotonic() + timeout
+    for pid in os.listdir("/proc"):
+        try:
+            if not pid.isdigit() or os.getpgid(int(pid)) != pgid:
+                continue
+            fd = os.pidfd_open(int(pid))
+        except (ProcessLookupError, PermissionError):
+            continue
+        try:
+            if not select.select([fd], [], [],
+                                 max(0, deadline - time.monotonic()))[0]:
+                return False
+        finally:
+            os.close(fd)
+    return True
+
+
 def ensure_user(name, uid):
     """A local user with a home, created on first use (needs root)."""
     try:
@@ -94,10 +114,14 @@ set-default-sink null
 class PulseDaemon:
     """pulseaudio for @pw on /run/user/UID/pulse/native, with a null sink."""
 
-    def __init__(self, pw, flavor="pulseaudio", realtime=False):
+    def __init__(self, pw, flavor="pulseaudio", realtime=False,
+                 session_manager=True):
         self.pw = pw
         self.flavor = flavor
         self.realtime = realtime
+        # pipewire without wireplumber accepts streams and never links
+        # them: a server that never starts a stream.
+        self.session_manager = session_manager
         self.proc = None
         self.runtime = make_run_dir(pw)
         self.socket = os.path.join(self.runtime, "pulse", "native")
@@ -165,7 +189,9 @@ class PulseDaemon:
         prefix, env = as_user(self.pw, env)
         self.proc = subprocess.Popen(
             prefix + ["dbus-run-session", "--", "sh", "-c",
-                      "pipewire & wireplumber & pipewire-pulse & wait"],
+                      "pipewire & pipewire-pulse & "
+                      + ("wireplumber & " if self.session_manager else "")
+                      + "wait"],
             env=env, cwd="/", stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True)
         # No readiness notification without systemd: ask until the sink
@@ -177,7 +203,8 @@ class PulseDaemon:
             try:
                 if "null" in self.pactl("list", "short", "sinks"):
                     self.pid = None
-                    self._wait_streams_play(deadline)
+                    if self.session_manager:
+                        self._wait_streams_play(deadline)
                     return self
             except subprocess.CalledProcessError:
                 pass
@@ -213,9 +240,21 @@ class PulseDaemon:
 
     def kill(self):
         """Gone at once, as when the server crashes."""
+        self._end(signal.SIGKILL)
+
+    def terminate(self):
+        """A clean exit, as when the user restarts the sound server
+        (pulseaudio -k, systemctl --user restart)."""
+        self._end(signal.SIGTERM)
+
+    def _end(self, sig):
         if self.proc:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(self.proc.pid, sig)
             self.proc.wait()
+            # dbus-run-session ends first, the daemons as they finish.
+            if not _wait_group(self.proc.pid, 10):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                _wait_group(self.proc.pid, 5)
             self.proc = None
             for leftover in os.listdir(self.runtime):
                 path = os.path.join(self.runtime, leftover)
@@ -225,17 +264,20 @@ class PulseDaemon:
                     os.unlink(path)
             return
         try:
-            os.kill(self.pid, signal.SIGKILL)
+            fd = os.pidfd_open(self.pid)
         except ProcessLookupError:
-            pass
-        # Reap-free wait: the socket's owner is gone when kill(0) fails.
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
+            fd = None
+        if fd is not None:
             try:
-                os.kill(self.pid, 0)
+                os.kill(self.pid, sig)
+                # Not our child: its pidfd turns readable when it exits.
+                if not select.select([fd], [], [], 10)[0]:
+                    os.kill(self.pid, signal.SIGKILL)
+                    select.select([fd], [], [], 5)
             except ProcessLookupError:
-                break
-            time.sleep(0.01)
+                pass
+            finally:
+                os.close(fd)
         for leftover in ("native", "pid"):
             try:
                 os.unlink(os.path.join(self.runtime, "pulse", leftover))
@@ -314,6 +356,12 @@ class Recorder:
 
 
 # --- the signal --------------------------------------------------------------
+
+def sound_in(data, frames=4800):
+    """Roughly @frames frames of sound (0.1 s at 48 kHz): counted as
+    non-zero bytes, which is fast on a growing recording."""
+    return len(data) - data.count(0) >= frames * FRAME
+
 
 def pattern_frame(i):
     """Frame i of the test signal: a counter that never repeats a frame
@@ -415,11 +463,13 @@ def halt_bios(directory):
 class Qemu:
     """The binary with QMP and a qtest channel, its stderr read as lines."""
 
-    def __init__(self, args, env=None, user=None, qtest=True, binary=None):
+    def __init__(self, args, env=None, user=None, qtest=True, binary=None,
+                 console=False):
         self.dir = tempfile.mkdtemp(prefix="qva-qemu-")
         os.chmod(self.dir, 0o777)
         self.qmp_path = os.path.join(self.dir, "qmp.sock")
         self.qtest_path = os.path.join(self.dir, "qtest.sock")
+        self.console_path = os.path.join(self.dir, "console.sock")
         self.lines = []
         self.line_cond = threading.Condition()
         cmd = [binary or qemu_binary(), "-nodefaults", "-display", "none",
@@ -435,6 +485,10 @@ class Qemu:
             cmd += ["-qtest", f"unix:{self.qtest_path}",
                     "-qtest-log", "/dev/null",
                     "-bios", halt_bios(self.dir), "-accel", "tcg"]
+        if console:
+            # The guest starts once its console is connected: no line lost.
+            cmd += ["-chardev", f"socket,id=con,path={self.console_path},"
+                                "server=on,wait=on", "-serial", "chardev:con"]
         cmd += args
         env = dict(env if env is not None else os.environ)
         prefix = []

@@ -12,7 +12,9 @@ import subprocess
 import tempfile
 import time
 
-from harness import PulseDaemon, Skip, TOP, ensure_user, qemu_binary
+from guest import build_bench_guest
+from harness import (PulseDaemon, Skip, TOP, ensure_user, qemu_binary,
+                     sound_in)
 
 DESK1 = ("qva-desk1", 1701)
 STOCK = "/usr/bin/qemu-system-x86_64"
@@ -150,9 +152,7 @@ def libvirtd(user=None):
 def chime_guest():
     """The bench guest (bench/guest): with no bench.* parameters it plays
     a short chime through AC97 and powers off."""
-    out = os.path.join(TOP, "build", "guest")
-    subprocess.run([os.path.join(TOP, "bench", "guest", "build-guest.sh"),
-                    out], check=True, capture_output=True)
+    out = build_bench_guest()
     return (f"<kernel>{out}/vmlinuz</kernel>"
             f"<initrd>{out}/initrd.img</initrd>"
             "<cmdline>console=ttyS0 quiet panic=-1</cmdline>")
@@ -171,12 +171,6 @@ def domain(name, boot=""):
         virsh("destroy", name, check=False)
         virsh("undefine", name, check=False)
         shutil.rmtree(os.path.dirname(path))
-
-
-def sound_in(data, frames=4800):
-    """Roughly @frames frames of sound (0.1 s at 48 kHz): counted as
-    non-zero bytes, which is fast on a growing recording."""
-    return len(data) - data.count(0) >= frames * 4
 
 
 def wait_in_log(log, needle, timeout=20):

@@ -1,0 +1,187 @@
+"""The bench guest (bench/guest) booted on the built binary, watched from
+outside: its serial console read line by line, and the AC97 PCM OUT DMA
+position read through the monitor while it plays.
+
+A qtest-driven AC97 refills its buffers however the test likes; a real
+snd-intel8x0 driver gives up when the DMA position stops moving (aplay:
+"write error: Input/output error" after about a second).  Promises about
+what a guest experiences are checked with this guest, not with qtest.
+"""
+
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+
+from harness import TOP, LineSocket, Qemu
+
+GUEST_DIR = os.path.join(TOP, "build", "guest")
+
+# PCM OUT registers in the bus master block (BAR1): CIV, then PICB.
+PO_CIV, PO_PICB = 0x14, 0x18
+
+
+def build_bench_guest():
+    """vmlinuz and initrd.img of the bench guest, built once per tree
+    from Debian packages (a rebuild takes a few seconds)."""
+    subprocess.run([os.path.join(TOP, "bench", "guest", "build-guest.sh"),
+                    GUEST_DIR], check=True, capture_output=True)
+    return GUEST_DIR
+
+
+class Console(LineSocket):
+    """The guest's serial console: every line kept, waited for by
+    prefix as it arrives."""
+
+    def __init__(self, path, deadline):
+        while True:
+            sock = socket.socket(socket.AF_UNIX)
+            try:
+                sock.connect(path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        super().__init__(sock)
+        self.lines = []
+
+    def wait_line(self, prefix, timeout):
+        """The first line starting with @prefix (times of arrival
+        included), or None when @timeout passes or the console closes."""
+        for t, line in self.lines:
+            if line.startswith(prefix):
+                return t, line
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.readline(deadline)
+            except (ValueError, OSError):
+                return None
+            if line is None:
+                return None
+            line = line.strip("\r\n\x1b")
+            self.lines.append((time.monotonic(), line))
+            if line.startswith(prefix):
+                return time.monotonic(), line
+
+    def text(self):
+        return "\n".join(line for _, line in self.lines)
+
+
+class DmaWatch:
+    """Samples (time, CIV, PICB) of AC97's PCM OUT every @interval s
+    through HMP's I/O port read, which has no side effect on the card."""
+
+    def __init__(self, qmp, nabm, interval=0.005):
+        self.qmp = qmp
+        self.nabm = nabm
+        self.interval = interval
+        self.samples = []
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _port(self, fmt, port):
+        out = self.qmp.command("human-monitor-command",
+                               **{"command-line": f"i/{fmt} 0x{port:x}"})
+        return int(out.split("=")[1], 16)
+
+    def _run(self):
+        while not self.stop_event.wait(self.interval):
+            try:
+                civ = self._port("b", self.nabm + PO_CIV)
+                picb = self._port("h", self.nabm + PO_PICB)
+            except (OSError, ValueError):
+                return
+            self.samples.append((time.monotonic(), civ, picb))
+
+    def stop(self):
+        self.stop_event.set()
+        self.thread.join()
+
+    def stalls(self, start, end):
+        """Every span within [@start, @end] during which the DMA position
+        did not move although it moved before and after it, longest
+        first, as (seconds, from).  The card stopping for good at the end
+        of playback is not a stall."""
+        moves = []
+        last = None
+        for t, civ, picb in self.samples:
+            if not start <= t <= end:
+                continue
+            if last is not None and (civ, picb) != last:
+                moves.append(t)
+            last = (civ, picb)
+        spans = [(b - a, a) for a, b in zip(moves, moves[1:])]
+        return sorted(spans, reverse=True), len(moves)
+
+
+class BenchGuest:
+    """The bench guest on q35 under TCG with AC97 on audiodev snd0,
+    playing the bench sawtooth for @seconds (bench/guest/init)."""
+
+    def __init__(self, audiodev, seconds, period=4096, buffer=16384,
+                 extra=("-trace", "pa_conn_*", "-trace", "pa_stream_*")):
+        guest = build_bench_guest()
+        self.seconds = seconds
+        self.qemu = Qemu(
+            ["-accel", "tcg", "-M", "q35", "-m", "256", "-no-reboot",
+             "-kernel", os.path.join(guest, "vmlinuz"),
+             "-initrd", os.path.join(guest, "initrd.img"),
+             "-append", f"console=ttyS0 quiet panic=-1 bench.period={period}"
+                        f" bench.buffer={buffer} bench.seconds={seconds}",
+             "-audiodev", audiodev, "-device", "AC97,audiodev=snd0"]
+            + list(extra), qtest=False, console=True)
+        self.console = Console(self.qemu.console_path,
+                               time.monotonic() + 20)
+        self.dma = None
+
+    def nabm(self):
+        """BAR1 of the AC97 function, as the guest's firmware set it."""
+        for bus in self.qemu.cmd_qmp("query-pci"):
+            for dev in bus["devices"]:
+                if (dev["id"]["vendor"], dev["id"]["device"]) == \
+                        (0x8086, 0x2415):
+                    for region in dev["regions"]:
+                        if region["bar"] == 1:
+                            return region["address"]
+        raise AssertionError("no AC97 with an I/O BAR1 in query-pci")
+
+    def wait_playing(self, timeout=120):
+        """Boot until the guest starts aplay; then watch the DMA."""
+        started = self.console.wait_line("BENCH-START", timeout)
+        assert started, "the guest never started playing:\n" + \
+            self.console.text()
+        self.dma = DmaWatch(self.qemu.connect_qmp(), self.nabm())
+        self.start_time = started[0]
+        return started[0]
+
+    def wait_done(self, timeout=None):
+        """Until aplay returned; its exit status and the guest's own
+        count of the playback's length (seconds)."""
+        timeout = timeout or self.seconds + 60
+        stopped = self.console.wait_line("BENCH-STOPPED", timeout)
+        self.stop_time = stopped[0] if stopped else time.monotonic()
+        if self.dma:
+            self.dma.stop()
+        done = self.console.wait_line("BENCH-END", 60)
+        assert stopped and done, "the guest never finished:\n" + \
+            self.console.text()
+        status = re.search(r"^BENCH-APLAY-EXIT (\d+)$", self.console.text(),
+                           re.M)
+        elapsed = re.search(r"^BENCH-ELAPSED ([\d.]+)s$",
+                            self.console.text(), re.M)
+        return int(status.group(1)), float(elapsed.group(1))
+
+    def stalls(self):
+        return self.dma.stalls(self.start_time, self.stop_time)
+
+    def quit(self):
+        if self.dma:
+            self.dma.stop()
+        self.console.close()
+        return self.qemu.quit()
