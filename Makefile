@@ -11,6 +11,8 @@
 #   make demo       boot a tiny Debian guest on the fork that plays a chime
 #                   to your sound server (bench/guest)
 #   make bench      the latency benchmark against Debian's stock binary
+#   make soak       the bench guest plays while the sound server is ended
+#                   and restarted 20 times (SOAK_ARGS: --restarts N ...)
 #   make check-upstream-tree  patches/ on upstream 7.2.22 without Debian's
 #                   own patches: applies, builds, runs (CI runs it)
 #   make gentoo-check  the Gentoo overlay, as far as it can be checked here
@@ -28,7 +30,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
 .PHONY: all setup reconfigure prepare check install uninstall deb demo \
-	bench check-upstream-tree gentoo-check clean distclean
+	bench soak check-upstream-tree gentoo-check clean distclean
 
 all: prepare
 	$(NINJA) -C $(QEMU_BUILD) qemu-system-x86_64
@@ -78,6 +80,10 @@ demo: all
 
 bench: all
 	bench/run-bench.py $(BENCH_ARGS)
+
+soak: all
+	QEMU_BINARY=$(abspath $(BUILD))/qemu-system-x86_64 \
+		tests/integration/soak_restarts.py $(SOAK_ARGS)
 
 check-upstream-tree: $(BUILD)/config.status
 	buildsys/check-upstream-tree --test $(BUILD)

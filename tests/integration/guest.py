@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 
-from harness import TOP, LineSocket, Qemu
+from harness import QMP, TOP, LineSocket, Qemu
 
 GUEST_DIR = os.path.join(TOP, "build", "guest")
 
@@ -102,6 +102,7 @@ class DmaWatch:
     def stop(self):
         self.stop_event.set()
         self.thread.join()
+        self.qmp.close()
 
     def stalls(self, start, end):
         """Every span within [@start, @end] during which the DMA position
@@ -156,7 +157,7 @@ class BenchGuest:
         started = self.console.wait_line("BENCH-START", timeout)
         assert started, "the guest never started playing:\n" + \
             self.console.text()
-        self.dma = DmaWatch(self.qemu.connect_qmp(), self.nabm())
+        self.dma = DmaWatch(QMP(self.qemu.watch_path), self.nabm())
         self.start_time = started[0]
         return started[0]
 
@@ -179,6 +180,14 @@ class BenchGuest:
 
     def stalls(self):
         return self.dma.stalls(self.start_time, self.stop_time)
+
+    def resources(self):
+        """QEMU's open file descriptors and resident memory (KiB)."""
+        pid = self.qemu.proc.pid
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+        with open(f"/proc/{pid}/status") as f:
+            rss = int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M).group(1))
+        return fds, rss
 
     def quit(self):
         if self.dma:

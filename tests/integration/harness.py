@@ -189,9 +189,9 @@ class PulseDaemon:
         prefix, env = as_user(self.pw, env)
         self.proc = subprocess.Popen(
             prefix + ["dbus-run-session", "--", "sh", "-c",
-                      "pipewire & pipewire-pulse & "
+                      "pipewire & "
                       + ("wireplumber & " if self.session_manager else "")
-                      + "wait"],
+                      + "pipewire-pulse & wait"],
             env=env, cwd="/", stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True)
         # No readiness notification without systemd: ask until the sink
@@ -470,6 +470,8 @@ class Qemu:
         self.qmp_path = os.path.join(self.dir, "qmp.sock")
         self.qtest_path = os.path.join(self.dir, "qtest.sock")
         self.console_path = os.path.join(self.dir, "console.sock")
+        # A second monitor, for a watcher thread of its own.
+        self.watch_path = os.path.join(self.dir, "watch.sock")
         self.lines = []
         self.line_cond = threading.Condition()
         cmd = [binary or qemu_binary(), "-nodefaults", "-display", "none",
@@ -488,7 +490,10 @@ class Qemu:
         if console:
             # The guest starts once its console is connected: no line lost.
             cmd += ["-chardev", f"socket,id=con,path={self.console_path},"
-                                "server=on,wait=on", "-serial", "chardev:con"]
+                                "server=on,wait=on", "-serial", "chardev:con",
+                    "-chardev", f"socket,id=watch,path={self.watch_path},"
+                                "server=on,wait=off",
+                    "-mon", "chardev=watch,mode=control"]
         cmd += args
         env = dict(env if env is not None else os.environ)
         prefix = []
