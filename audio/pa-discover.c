@@ -433,12 +433,42 @@ fail:
 }
 
 /*
+ * $PULSE_COOKIE is libpulse's to read, and libpulse says nothing when it
+ * cannot (it even creates a missing one, which no server knows): the
+ * server's "Access denied" is all the user would see.  Say what is wrong
+ * with it in the line that reports the connection.
+ */
+static char *env_cookie_note(const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) < 0) {
+        return g_strdup_printf("$PULSE_COOKIE %s: %s", path,
+                               g_strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return g_strdup_printf("$PULSE_COOKIE %s: not a regular file", path);
+    }
+    if (access(path, R_OK) < 0) {
+        return g_strdup_printf("$PULSE_COOKIE %s: %s", path,
+                               g_strerror(errno));
+    }
+    if (st.st_size != PA_COOKIE_SIZE) {
+        return g_strdup_printf("$PULSE_COOKIE %s: %" PRId64 " bytes, a "
+                               "cookie has %d", path, (int64_t)st.st_size,
+                               PA_COOKIE_SIZE);
+    }
+    return g_strdup_printf("$PULSE_COOKIE %s, read by libpulse", path);
+}
+
+/*
  * The cookie of the socket's owner, from the owner's home in the password
  * database, when libpulse would not find it: another user's server, or
  * our own under a $HOME that is not ours (libvirt's per-domain HOME).
  */
 static void find_cookie(PaServerChoice *c)
 {
+    const char *env_cookie = g_getenv("PULSE_COOKIE");
     g_autofree char *home = NULL;
     g_autoptr(GString) notes = g_string_new(NULL);
     const char *names[] = { ".config/pulse/cookie", ".pulse-cookie" };
@@ -447,8 +477,8 @@ static void find_cookie(PaServerChoice *c)
     if (c->owner_uid == (uid_t)-1) {
         return;
     }
-    if (g_getenv("PULSE_COOKIE")) {
-        c->cookie_note = g_strdup("$PULSE_COOKIE, read by libpulse");
+    if (env_cookie) {
+        c->cookie_note = env_cookie_note(env_cookie);
         return;
     }
     home = user_home(c->owner_uid);

@@ -46,6 +46,9 @@
 #define PA_LATENCY_MIN_US       1000
 #define PA_LATENCY_LIMIT_US     2000000
 
+/* buffer-length: below a latency's worth it holds nothing useful. */
+#define PA_BUFFER_LIMIT_US      10000000
+
 /*
  * An underrun burst raises the latency once, by a quarter, at least 1 ms;
  * half a second later another burst may raise it again.  After a quiet
@@ -606,7 +609,8 @@ static AudiodevPaPerDirectionOptions *pa_pdo(PAAudio *pa, bool playback)
 
 /*
  * Set up @ps from the options and @as (adjusted to what PulseAudio takes)
- * and return the mixing buffer size in frames.
+ * and return the mixing buffer size in frames, or -1 if PulseAudio cannot
+ * take @as.
  */
 static int stream_init(PAStream *ps, PAAudio *pa, bool playback,
                        struct audsettings *as, struct audio_pcm_info *info)
@@ -614,6 +618,18 @@ static int stream_init(PAStream *ps, PAAudio *pa, bool playback,
     AudiodevPaPerDirectionOptions *ppdo = pa_pdo(pa, playback);
     uint32_t buffer_us;
 
+    /*
+     * The options were checked (pa_check_direction); this is what a device
+     * asks for with fixed-settings=off.  libpulse asserts on a channel
+     * count it cannot take, so it must never see one.
+     */
+    if (as->nchannels < 1 || (unsigned)as->nchannels > PA_CHANNELS_MAX ||
+        as->freq < 1 || (unsigned)as->freq > PA_RATE_MAX) {
+        error_report("audiodev %s: PulseAudio cannot take %d channels at "
+                     "%d Hz (1 to %u channels, 1 to %u Hz)", pa->dev->id,
+                     as->nchannels, as->freq, PA_CHANNELS_MAX, PA_RATE_MAX);
+        return -1;
+    }
     ps->pa = pa;
     ps->playback = playback;
     ps->info = info;
@@ -662,8 +678,12 @@ static void stream_fini(PAStream *ps)
 static int pa_init_out(HWVoiceOut *hw, struct audsettings *as, void *opaque)
 {
     PAStream *ps = PA_OUT(hw);
+    int frames = stream_init(ps, opaque, true, as, &hw->info);
 
-    hw->samples = stream_init(ps, opaque, true, as, &hw->info);
+    if (frames < 0) {
+        return -1;
+    }
+    hw->samples = frames;
     stream_start(ps);
     return 0;
 }
@@ -671,8 +691,12 @@ static int pa_init_out(HWVoiceOut *hw, struct audsettings *as, void *opaque)
 static int pa_init_in(HWVoiceIn *hw, struct audsettings *as, void *opaque)
 {
     PAStream *ps = PA_IN(hw);
+    int frames = stream_init(ps, opaque, false, as, &hw->info);
 
-    hw->samples = stream_init(ps, opaque, false, as, &hw->info);
+    if (frames < 0) {
+        return -1;
+    }
+    hw->samples = frames;
     ps->silence_len = hw->samples * hw->info.bytes_per_frame;
     ps->silence = g_malloc(ps->silence_len);
     audio_pcm_info_clear_buf(&hw->info, ps->silence, hw->samples);
@@ -692,10 +716,17 @@ static void pa_fini_in(HWVoiceIn *hw)
 
 /* --- the driver ---------------------------------------------------------- */
 
+/*
+ * After the generic defaults, so channels and frequency are set; called
+ * when the options are parsed (patches/0012), and again at init.
+ */
 static bool pa_check_direction(Audiodev *dev, const char *dir,
                                AudiodevPaPerDirectionOptions *ppdo,
                                Error **errp)
 {
+    AudiodevPerDirectionOptions *pdo =
+        qapi_AudiodevPaPerDirectionOptions_base(ppdo);
+
     if (ppdo->has_latency && (ppdo->latency < PA_LATENCY_MIN_US ||
                               ppdo->latency > PA_LATENCY_LIMIT_US)) {
         error_setg(errp, "audiodev %s: %s.latency=%u is out of range; "
@@ -714,7 +745,39 @@ static bool pa_check_direction(Audiodev *dev, const char *dir,
                    PA_LATENCY_MIN_US, PA_LATENCY_LIMIT_US);
         return false;
     }
+    if (pdo->has_buffer_length &&
+        (pdo->buffer_length < PA_LATENCY_MIN_US ||
+         pdo->buffer_length > PA_BUFFER_LIMIT_US)) {
+        error_setg(errp, "audiodev %s: %s.buffer-length=%u is out of range; "
+                   "accepted values are %u to %u (microseconds)", dev->id,
+                   dir, pdo->buffer_length, PA_LATENCY_MIN_US,
+                   PA_BUFFER_LIMIT_US);
+        return false;
+    }
+    /* Without fixed settings the device chooses (stream_init checks). */
+    if (!pdo->fixed_settings) {
+        return true;
+    }
+    /* libpulse asserts on a channel count it cannot take. */
+    if (pdo->channels < 1 || pdo->channels > PA_CHANNELS_MAX) {
+        error_setg(errp, "audiodev %s: %s.channels=%u is out of range; "
+                   "accepted values are 1 to %u", dev->id, dir,
+                   pdo->channels, PA_CHANNELS_MAX);
+        return false;
+    }
+    if (pdo->frequency < 1 || pdo->frequency > PA_RATE_MAX) {
+        error_setg(errp, "audiodev %s: %s.frequency=%u is out of range; "
+                   "accepted values are 1 to %u (Hz)", dev->id, dir,
+                   pdo->frequency, PA_RATE_MAX);
+        return false;
+    }
     return true;
+}
+
+static bool pa_check_opts(Audiodev *dev, Error **errp)
+{
+    return pa_check_direction(dev, "in", dev->u.pa.in, errp) &&
+           pa_check_direction(dev, "out", dev->u.pa.out, errp);
 }
 
 static void *pa_audio_init(Audiodev *dev)
@@ -723,8 +786,7 @@ static void *pa_audio_init(Audiodev *dev)
     Error *err = NULL;
     PAAudio *pa;
 
-    if (!pa_check_direction(dev, "in", popts->in, &err) ||
-        !pa_check_direction(dev, "out", popts->out, &err)) {
+    if (!pa_check_opts(dev, &err)) {
         error_report_err(err);
         return NULL;
     }
@@ -845,6 +907,7 @@ static struct audio_driver pa_audio_driver = {
     .init           = pa_audio_init,
     .fini           = pa_audio_fini,
     .set_defaults   = pa_set_defaults,
+    .check_opts     = pa_check_opts,
     .pcm_ops        = &pa_pcm_ops,
     .can_be_default = 1,
     .max_voices_out = INT_MAX,

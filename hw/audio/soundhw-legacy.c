@@ -28,8 +28,9 @@ void soundhw_legacy_option(const char *optarg)
                      "never supported with a single audio backend", optarg);
         exit(1);
     }
+    /* An unknown card is an error of its own, without the note below. */
+    select_soundhw(optarg, NULL);
     warn_report("-soundhw %s is deprecated (removed upstream in QEMU 7.1); "
                 "the card gets the default audio driver; write -audio "
                 "pa,model=%s instead", optarg, optarg);
-    select_soundhw(optarg, NULL);
 }

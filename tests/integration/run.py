@@ -17,8 +17,9 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
-MODULES = ["test_backend", "test_restart_guest", "test_discovery",
-           "test_migration", "test_bench", "test_packaging"]
+MODULES = ["test_backend", "test_bad_input", "test_restart_guest",
+           "test_discovery", "test_migration", "test_bench",
+           "test_packaging"]
 
 
 def collect(filters):

@@ -181,6 +181,8 @@ PATCHES=(
 	"${FORK_S}"/patches/0009-qmp-hmp-audio-stream-stats.patch
 	"${FORK_S}"/patches/0010-ac97-pace-dma-by-sample-clock.patch
 	"${FORK_S}"/patches/0011-audio-backends-may-ask-to-be-kept-full.patch
+	"${FORK_S}"/patches/0012-audio-drivers-check-their-options-when-parsed.patch
+	"${FORK_S}"/patches/0013-audio-legacy-variables-named-in-errors.patch
 )
 
 # The fork's own files, at their paths in the QEMU tree: the same list as
