@@ -10,12 +10,11 @@ what a guest experiences are checked with this guest, not with qtest.
 
 import os
 import re
-import socket
 import subprocess
 import threading
 import time
 
-from harness import QMP, TOP, LineSocket, Qemu
+from harness import QMP, TOP, LineSocket, Qemu, connect_unix
 
 GUEST_DIR = os.path.join(TOP, "build", "guest")
 
@@ -35,18 +34,8 @@ class Console(LineSocket):
     """The guest's serial console: every line kept, waited for by
     prefix as it arrives."""
 
-    def __init__(self, path, deadline):
-        while True:
-            sock = socket.socket(socket.AF_UNIX)
-            try:
-                sock.connect(path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                sock.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        super().__init__(sock)
+    def __init__(self, path):
+        super().__init__(connect_unix(path))
         self.lines = []
 
     def wait_line(self, prefix, timeout):
@@ -137,8 +126,7 @@ class BenchGuest:
                         f" bench.buffer={buffer} bench.seconds={seconds}",
              "-audiodev", audiodev, "-device", "AC97,audiodev=snd0"]
             + list(extra), qtest=False, console=True)
-        self.console = Console(self.qemu.console_path,
-                               time.monotonic() + 20)
+        self.console = Console(self.qemu.console_path)
         self.dma = None
 
     def nabm(self):

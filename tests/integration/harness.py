@@ -607,22 +607,27 @@ class LineSocket:
         self.sock.close()
 
 
+def connect_unix(path, timeout=20):
+    """A socket connected to QEMU's listening @path, once QEMU made it
+    (chardevs have no readiness notification: ask again, bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX)
+        try:
+            sock.connect(path)
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class QMP(LineSocket):
     """QMP over a unix socket: commands, and events waited for."""
 
     def __init__(self, path):
-        deadline = time.monotonic() + 20
-        while True:
-            sock = socket.socket(socket.AF_UNIX)
-            try:
-                sock.connect(path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                sock.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        super().__init__(sock)
+        super().__init__(connect_unix(path))
         self.events = collections.deque()
         self._read(None)                            # greeting
         self.command("qmp_capabilities")

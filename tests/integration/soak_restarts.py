@@ -114,10 +114,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--restarts", type=int, default=20)
     ap.add_argument("--seed", type=int, default=random.randrange(1 << 32))
-    ap.add_argument("flavors", nargs="*",
-                    default=["pulseaudio", "pipewire"],
-                    choices=["pulseaudio", "pipewire", []])
+    ap.add_argument("flavors", nargs="*", metavar="pulseaudio|pipewire")
     args = ap.parse_args()
+    args.flavors = args.flavors or list(USERS)
+    for flavor in args.flavors:
+        if flavor not in USERS:
+            ap.error(f"{flavor}: the servers are {', '.join(USERS)}")
     print(f"seed {args.seed}", flush=True)
     failed = False
     for flavor in args.flavors:
