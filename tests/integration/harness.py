@@ -123,6 +123,7 @@ class PulseDaemon:
         # them: a server that never starts a stream.
         self.session_manager = session_manager
         self.proc = None
+        self.pid = None
         self.runtime = make_run_dir(pw)
         self.socket = os.path.join(self.runtime, "pulse", "native")
         self.env = {"HOME": pw.pw_dir, "USER": pw.pw_name,
@@ -192,14 +193,15 @@ class PulseDaemon:
                       "pipewire & "
                       + ("wireplumber & " if self.session_manager else "")
                       + "pipewire-pulse & wait"],
-            env=env, cwd="/", stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True)
+            env=env, cwd="/", stdout=self._log(),
+            stderr=subprocess.STDOUT, start_new_session=True)
         # No readiness notification without systemd: ask until the sink
         # is there (bounded).
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError("pipewire exited at start")
+                raise AssertionError("pipewire exited at start" +
+                                     self._log_tail())
             try:
                 if "null" in self.pactl("list", "short", "sinks"):
                     self.pid = None
@@ -209,7 +211,8 @@ class PulseDaemon:
             except subprocess.CalledProcessError:
                 pass
             time.sleep(0.1)
-        raise AssertionError("pipewire-pulse never offered the null sink")
+        raise AssertionError("pipewire-pulse never offered the null sink" +
+                             self._log_tail())
 
     def _wait_streams_play(self, deadline):
         """The sink is there before wireplumber links streams to it, and a
@@ -226,7 +229,8 @@ class PulseDaemon:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError("pipewire-pulse never played a stream")
+                raise AssertionError("pipewire-pulse never played a stream" +
+                                     self._log_tail())
             # A stream that was never linked waits for good: ask again.
             try:
                 subprocess.run(prefix + ["paplay", probe], env=env, cwd="/",
@@ -237,6 +241,16 @@ class PulseDaemon:
                 time.sleep(0.1)
             except subprocess.TimeoutExpired:
                 pass
+
+    def _log(self):
+        """The daemons' output of this start, for a failure to quote."""
+        self.log_path = os.path.join(os.path.dirname(self.config),
+                                     "daemon.log")
+        return open(self.log_path, "w")
+
+    def _log_tail(self, lines=30):
+        with open(self.log_path, errors="replace") as f:
+            return "\n" + "".join(f.readlines()[-lines:])
 
     def kill(self):
         """Gone at once, as when the server crashes."""
@@ -263,6 +277,8 @@ class PulseDaemon:
                 else:
                     os.unlink(path)
             return
+        if self.pid is None:
+            return              # ended already
         try:
             fd = os.pidfd_open(self.pid)
         except ProcessLookupError:
@@ -278,6 +294,7 @@ class PulseDaemon:
                 pass
             finally:
                 os.close(fd)
+        self.pid = None
         for leftover in ("native", "pid"):
             try:
                 os.unlink(os.path.join(self.runtime, "pulse", leftover))
