@@ -3,6 +3,8 @@
 #   make            install the build dependencies (first run, as root),
 #                   fetch and prepare upstream, build build/qemu-system-x86_64
 #   make check      build and run every test (see buildsys/run-checks)
+#   make check-sanitizers  the fork's tests against an ASan/UBSan build
+#                   (build/qemu-san); fails on any sanitizer report
 #   make reconfigure  re-run ./configure with the options it was last given
 #   make install    install under PREFIX (/usr/local), into DESTDIR if set
 #   make uninstall  remove exactly what make install installed there
@@ -30,7 +32,8 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
 .PHONY: all setup reconfigure prepare check install uninstall deb demo \
-	bench soak check-upstream-tree gentoo-check clean distclean
+	bench soak check-sanitizers check-upstream-tree gentoo-check clean \
+	distclean
 
 all: prepare
 	$(NINJA) -C $(QEMU_BUILD) qemu-system-x86_64
@@ -62,6 +65,9 @@ prepare: $(BUILD)/config.status
 
 check: all
 	buildsys/run-checks $(BUILD)
+
+check-sanitizers: prepare
+	buildsys/check-sanitizers $(BUILD)
 
 install: all
 	buildsys/install install $(BUILD) "$(PREFIX)" "$(DESTDIR)"

@@ -513,6 +513,11 @@ class Qemu:
                     "-mon", "chardev=watch,mode=control"]
         cmd += args
         env = dict(env if env is not None else os.environ)
+        # Under make check-sanitizers every QEMU reports to its files,
+        # whatever environment a test gives it.
+        for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+            if var in os.environ:
+                env.setdefault(var, os.environ[var])
         prefix = []
         if user:
             prefix, env = as_user(user, env)
