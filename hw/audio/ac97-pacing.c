@@ -264,7 +264,6 @@ int ac97_pacing_write(AC97Pacing *p, SWVoiceOut *voice, const void *buf,
     if (over) {
         trace_ac97_pacing_overflow(st->index, over);
         fifo_drop(&st->fifo, over);
-        st->dropped += over;
     }
     return fifo_push(&st->fifo, buf, len);
 }
@@ -323,7 +322,6 @@ void ac97_pacing_backend_out(AC97Pacing *p, SWVoiceOut *voice, int free)
 
         trace_ac97_pacing_stale(st->index, stale);
         fifo_drop(&st->fifo, stale);
-        st->dropped += stale;
     }
     while (free > 0 && st->fifo.len) {
         uint8_t *src;

@@ -38,7 +38,6 @@ typedef struct AC97PacingStream {
     uint32_t rate;              /* frames per second */
     int64_t last_ns;
     int64_t last_take_ns;       /* the backend last took bytes */
-    uint64_t dropped;           /* bytes the backend never got */
     uint64_t frac;              /* frames * 1e9 not yet due in whole */
     int32_t ppm;                /* drift correction in force */
     int64_t low_fill;           /* FIFO low water mark, smoothed, x256 */
