@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Run the pa integration tests and print TAP.
 
-usage: tests/integration/run.py [NAME-SUBSTRING...]
+usage: tests/integration/run.py [NAME-SUBSTRING...] [-NAME-SUBSTRING...]
+(a leading - leaves the tests it matches out)
 
 Each test is a function named test_* in test_*.py here; it raises Skip
 with a reason when it cannot run on this machine.  Exit status 1 if any
@@ -22,6 +23,15 @@ MODULES = ["test_backend", "test_bad_input", "test_restart_guest",
            "test_packaging"]
 
 
+def selected(full, filters):
+    """@full is wanted: it matches a filter (any test if there is none),
+    and no -filter."""
+    want = [f for f in filters if not f.startswith("-")]
+    drop = [f[1:] for f in filters if f.startswith("-")]
+    return (not want or any(f in full for f in want)) and \
+        not any(f in full for f in drop)
+
+
 def collect(filters):
     tests = []
     for name in MODULES:
@@ -32,7 +42,7 @@ def collect(filters):
             fn = getattr(mod, attr)
             if attr.startswith("test_") and callable(fn):
                 full = f"{name}/{attr[5:]}"
-                if not filters or any(f in full for f in filters):
+                if selected(full, filters):
                     tests.append((full, fn))
     return tests
 
