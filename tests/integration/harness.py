@@ -304,6 +304,22 @@ class PulseDaemon:
     def stop(self):
         self.kill()
 
+    def restart(self, how, away):
+        """End the server by @how ("kill" or "terminate"), start it again
+        @away seconds later; returns when the new one started."""
+        getattr(self, how)()
+        time.sleep(away)
+        self.start()
+        return time.monotonic()
+
+    def hears_sound(self, timeout):
+        """Sound reaches the sink within @timeout seconds from now."""
+        rec = self.record()
+        try:
+            return rec.wait_for(sound_in, timeout)
+        finally:
+            rec.stop()
+
     def pactl(self, *args):
         prefix, env = as_user(self.pw, self.env)
         return subprocess.run(prefix + ["pactl"] + list(args), env=env,

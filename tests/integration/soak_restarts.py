@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from guest import BenchGuest  # noqa: E402
-from harness import PulseDaemon, ensure_user, sound_in  # noqa: E402
+from harness import PulseDaemon, ensure_user  # noqa: E402
 
 USERS = {"pulseaudio": ("qva-desk1", 1701), "pipewire": ("qva-desk3", 1703)}
 STALL_MAX = 0.1
@@ -61,16 +61,9 @@ def soak(flavor, restarts, rng):
             if g.console.wait_line("BENCH-STOPPED", 0):
                 failures.append(f"playback ended before restart {i + 1}")
                 break
-            getattr(d, how)()
-            time.sleep(away)
-            d.start()
-            since = time.monotonic()
+            since = d.restart(how, away)
             back = stream_back(g, since)
-            rec = d.record()
-            try:
-                heard = rec.wait_for(sound_in, 10)
-            finally:
-                rec.stop()
+            heard = d.hears_sound(10)
             sound = time.monotonic() - since if heard else None
             fds, rss = g.resources()
             rows.append((i + 1, how, away, back, sound, fds, rss))

@@ -19,7 +19,7 @@ import random
 import time
 
 from guest import BenchGuest
-from harness import PulseDaemon, ensure_user, sound_in
+from harness import PulseDaemon, ensure_user
 
 USER = ("qva-desk1", 1701)
 PW_USER = ("qva-desk3", 1703)
@@ -79,16 +79,9 @@ def restart_while_playing(flavor, user, schedule, seconds):
                 time.sleep(rng.uniform(0.5, 2.0))
                 assert g.console.wait_line("BENCH-STOPPED", 0) is None, \
                     f"{what}: the playback ended before {how}/{away}s"
-                getattr(d, how)()
-                time.sleep(away)
-                d.start()
-                started = time.monotonic()
-                rec = d.record()
-                try:
-                    heard = rec.wait_for(sound_in, SOUND_BACK_WITHIN)
-                finally:
-                    rec.stop()
-                assert heard, f"{what}: no sound at the sink within " \
+                started = d.restart(how, away)
+                assert d.hears_sound(SOUND_BACK_WITHIN), \
+                    f"{what}: no sound at the sink within " \
                     f"{SOUND_BACK_WITHIN} s of the restart ({how}, {away} s)" \
                     f"\n{g.qemu.stderr()}"
                 back.append((how, away, time.monotonic() - started))
