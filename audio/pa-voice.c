@@ -131,7 +131,7 @@ static void stream_attr(PAStream *ps, pa_buffer_attr *ba)
          * The sink wakes every bite (early requests), and the stream is
          * kept between tlength and one request below it: requests come a
          * bite at a time, and AC97 steers its pace to leave no more room
-         * than that (ac97-pacing.c).  That level plus the sink's bite is
+         * than that (audio-pacing.c).  That level plus the sink's bite is
          * the latency.  After an underrun the stream starts again once it
          * is back at that level (prebuf), not earlier, emptier.
          */
@@ -274,10 +274,14 @@ static void underflow_cb(pa_stream *s, void *opaque)
     int64_t now = g_get_monotonic_time();
     uint32_t old;
 
+    if (!ps->enabled) {
+        /* A stopped stream playing out its end, not a glitch. */
+        return;
+    }
     ps->stats.underruns++;
     ps->last_underrun_us = now;
     trace_pa_underrun(ps->name, ps->stats.underruns, ps->target_us);
-    if (!ps->enabled || ps->target_us >= ps->max_latency_us ||
+    if (ps->target_us >= ps->max_latency_us ||
         now - ps->last_adjust_us < PA_ADAPT_HOLDOFF_US) {
         return;
     }
@@ -543,24 +547,48 @@ static size_t pa_read(HWVoiceIn *hw, void *dst, size_t size)
 
 /* --- both directions ----------------------------------------------------- */
 
+/* Libpulse's thread, with the connection locked. */
+static void drained_cb(pa_stream *s, int success, void *opaque)
+{
+    PAStream *ps = opaque;
+    pa_operation *op;
+
+    if (s != ps->stream || ps->enabled) {
+        return;
+    }
+    op = pa_stream_cork(s, 1, NULL, NULL);
+    if (op) {
+        pa_operation_unref(op);
+    }
+}
+
 static void stream_enable(PAStream *ps, bool enable)
 {
-    pa_operation *op;
+    pa_operation *op = NULL;
 
     pa_conn_lock(ps->pa->conn);
     ps->enabled = enable;
     ps->serverless = false;
     if (stream_ready(ps)) {
-        op = pa_stream_cork(ps->stream, !enable, NULL, NULL);
-        if (op) {
-            pa_operation_unref(op);
-        }
-        if (!enable) {
-            /* What was queued belongs to the sound that just stopped. */
-            op = pa_stream_flush(ps->stream, NULL, NULL);
+        if (enable) {
+            op = pa_stream_cork(ps->stream, 0, NULL, NULL);
+        } else if (ps->playback) {
+            /*
+             * The audio layer disables a voice once the device has given
+             * it the end of the sound: that end plays, then the stream
+             * rests corked.
+             */
+            op = pa_stream_drain(ps->stream, drained_cb, ps);
+        } else {
+            op = pa_stream_cork(ps->stream, 1, NULL, NULL);
             if (op) {
                 pa_operation_unref(op);
             }
+            /* What was recorded meanwhile is old when capture resumes. */
+            op = pa_stream_flush(ps->stream, NULL, NULL);
+        }
+        if (op) {
+            pa_operation_unref(op);
         }
     }
     pa_conn_unlock(ps->pa->conn);

@@ -1,18 +1,24 @@
 /*
- * AC97: pacing bus-master DMA and interrupts by the sample clock
+ * Sound cards: pacing DMA and interrupts by the sample clock
  *
  * Upstream's AC97 has no clock of its own: it copies guest memory when the
  * audio layer's timer (10 ms by default) asks for data, as much as the
  * backend has room for.  Buffer-completion interrupts then come in bursts,
  * at most 100 times a second, and a guest with 128-frame periods (2.7 ms)
- * glitches (GitLab #1076).  Here each running stream has a timer of its
- * own (1 ms by default) that moves exactly the bytes due at the stream's
- * sample rate, so PICB falls steadily and every interrupt comes within one
+ * glitches (GitLab #1076).  Upstream's HDA codec has a 1 ms timer, but
+ * keeps an 8 KiB ring half full between the guest and the backend (21 ms
+ * at 48 kHz) and steers that fill by jumping its clock a whole millisecond.
+ *
+ * Here each running stream has a timer of its own (1 ms by default) that
+ * moves exactly the bytes due at the stream's sample rate, so the guest's
+ * position falls or rises steadily and every interrupt comes within one
  * period of its ideal time.  A small FIFO per stream sits between the DMA
  * and the backend, which runs on its own timer; its fill level, and the
  * room the backend has left, steer the DMA pace by a few hundred ppm, so
  * a backend clock that drifts neither starves nor floods the guest, nor
- * lets the backend's buffer run dry.
+ * lets the backend's buffer run dry.  The devices (ac97.c, hda-codec.c)
+ * only say when a stream's format and state change, do the DMA when asked,
+ * and call here instead of AUD_write/AUD_read.
  *
  * Copyright (c) 2026 qemu-vfio-audio developers
  *
@@ -21,11 +27,10 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
-#include "hw/audio/ac97-pacing.h"
+#include "hw/audio/audio-pacing.h"
 #include "trace.h"
 
-#define PCM_OUT                 1       /* ac97.c's PO_INDEX */
-#define FIFO_BYTES              (64 * 1024)
+#define FIFO_MIN_BYTES          (64 * 1024)
 #define PPM_LIMIT               5000
 #define PPM_PER_TICK_OF_ERROR   1000
 #define PPM_PER_TICK_OF_ROOM    2000
@@ -42,7 +47,7 @@
 
 /* --- the FIFO ------------------------------------------------------------- */
 
-static uint32_t fifo_push(AC97PacingFifo *f, const uint8_t *buf, uint32_t n)
+static uint32_t fifo_push(AudioPacingFifo *f, const uint8_t *buf, uint32_t n)
 {
     uint32_t done = 0;
 
@@ -59,19 +64,19 @@ static uint32_t fifo_push(AC97PacingFifo *f, const uint8_t *buf, uint32_t n)
 }
 
 /* Contiguous bytes at the head, at most @n. */
-static uint32_t fifo_peek(AC97PacingFifo *f, uint8_t **buf, uint32_t n)
+static uint32_t fifo_peek(AudioPacingFifo *f, uint8_t **buf, uint32_t n)
 {
     *buf = f->data + f->head;
     return MIN(MIN(n, f->len), f->size - f->head);
 }
 
-static void fifo_drop(AC97PacingFifo *f, uint32_t n)
+static void fifo_drop(AudioPacingFifo *f, uint32_t n)
 {
     f->head = (f->head + n) % f->size;
     f->len -= n;
 }
 
-static uint32_t fifo_pop(AC97PacingFifo *f, uint8_t *buf, uint32_t n)
+static uint32_t fifo_pop(AudioPacingFifo *f, uint8_t *buf, uint32_t n)
 {
     uint32_t done = 0;
 
@@ -88,11 +93,17 @@ static uint32_t fifo_pop(AC97PacingFifo *f, uint8_t *buf, uint32_t n)
 
 /* --- the clock ------------------------------------------------------------ */
 
-static uint32_t tick_bytes(AC97PacingStream *st)
+static uint32_t tick_bytes(AudioPacingStream *st)
 {
     uint64_t frames = (uint64_t)st->rate * st->pacing->period_us / 1000000;
 
-    return MAX(frames, 1) * AC97_PACING_FRAME;
+    return MAX(frames, 1) * st->frame;
+}
+
+/* Whole frames, at least @n bytes, at most what the FIFO holds. */
+static uint32_t whole_frames(AudioPacingStream *st, uint32_t n)
+{
+    return MIN(ROUND_UP(n, st->frame), st->fifo.len);
 }
 
 /*
@@ -114,7 +125,7 @@ static uint32_t tick_bytes(AC97PacingStream *st)
  * Corrections are proportional, within PPM_LIMIT.  A capture FIFO that
  * runs dry needs nothing: the missing part is padded with silence.
  */
-static void steer(AC97PacingStream *st, int room)
+static void steer(AudioPacingStream *st, int room)
 {
     int64_t target = tick_bytes(st);
     int64_t excess, shortfall;
@@ -125,7 +136,7 @@ static void steer(AC97PacingStream *st, int room)
     shortfall = st->low_room / 256 - target;
     if (excess > 0) {
         st->ppm = MIN(excess * PPM_PER_TICK_OF_ERROR / target, PPM_LIMIT);
-        if (st->index == PCM_OUT) {
+        if (st->output) {
             st->ppm = -st->ppm;
         }
     } else if (shortfall > 0) {
@@ -136,9 +147,9 @@ static void steer(AC97PacingStream *st, int room)
 }
 
 /* Move the frames due by now; returns now. */
-static int64_t clock_advance(AC97PacingStream *st)
+static int64_t clock_advance(AudioPacingStream *st)
 {
-    AC97Pacing *p = st->pacing;
+    AudioPacing *p = st->pacing;
     int64_t now = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
     uint64_t elapsed = now - st->last_ns;
     uint64_t frames;
@@ -151,15 +162,16 @@ static int64_t clock_advance(AC97PacingStream *st)
     frames = st->frac / NANOSECONDS_PER_SECOND;
     st->frac %= NANOSECONDS_PER_SECOND;
     if (frames) {
-        trace_ac97_pacing_tick(st->index, frames, st->fifo.len, st->ppm);
-        p->transfer(p->opaque, st->index, frames * AC97_PACING_FRAME);
+        trace_audio_pacing_tick(p->device, st->index, frames, st->fifo.len,
+                                st->ppm);
+        p->transfer(p->opaque, st->index, frames * st->frame);
     }
     return now;
 }
 
 static void tick(void *opaque)
 {
-    AC97PacingStream *st = opaque;
+    AudioPacingStream *st = opaque;
     int64_t now = clock_advance(st);
 
     if (st->running) {
@@ -167,17 +179,13 @@ static void tick(void *opaque)
     }
 }
 
-/*
- * A stopped stream keeps what it had taken from the guest: it is played
- * when the stream starts again, as if the pause had not happened.
- */
-static void stream_stop(AC97PacingStream *st)
+static void stream_stop(AudioPacingStream *st)
 {
     timer_del(st->timer);
     st->running = false;
 }
 
-static void stream_reset(AC97PacingStream *st)
+static void stream_reset(AudioPacingStream *st)
 {
     stream_stop(st);
     st->active = false;
@@ -189,7 +197,7 @@ static void stream_reset(AC97PacingStream *st)
     st->fifo.head = st->fifo.len = 0;
 }
 
-static void stream_start(AC97PacingStream *st)
+static void stream_start(AudioPacingStream *st)
 {
     int64_t now = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
 
@@ -203,43 +211,79 @@ static void stream_start(AC97PacingStream *st)
     timer_mod(st->timer, now + st->pacing->period_us * SCALE_US);
 }
 
-void ac97_pacing_set_rate(AC97Pacing *p, int index, int rate)
+/*
+ * A third of a second of the format; AC97's 48 kHz stereo gets the 64 KiB
+ * it always had.  An HDA guest may ask for 16 channels of 32 bits at
+ * 192 kHz: that is 4 MiB, allocated once per format change.
+ */
+static uint32_t fifo_bytes(uint32_t rate, uint32_t frame)
 {
-    AC97PacingStream *st = &p->st[index];
+    return ROUND_UP(MAX((uint64_t)rate * frame / 3, FIFO_MIN_BYTES), frame);
+}
+
+void audio_pacing_set_format(AudioPacing *p, int index, bool output,
+                             int rate, int frame)
+{
+    AudioPacingStream *st = &p->st[index];
+    uint32_t size;
+    bool active;
 
     if (!p->enabled) {
         return;
     }
-    if (st->rate != MAX(rate, 0)) {
-        bool active = st->active;
-
-        stream_reset(st);
-        st->rate = MAX(rate, 0);
-        st->active = active;
-        if (active) {
-            stream_start(st);
-        }
+    rate = MAX(rate, 0);
+    frame = MAX(frame, 1);
+    if (st->rate == rate && st->frame == frame && st->output == output &&
+        st->fifo.data) {
+        return;
+    }
+    active = st->active;
+    stream_reset(st);
+    st->output = output;
+    st->rate = rate;
+    st->frame = frame;
+    size = fifo_bytes(rate, frame);
+    if (size != st->fifo.size) {
+        g_free(st->fifo.data);
+        st->fifo.data = g_malloc(size);
+        st->fifo.size = size;
+    }
+    st->active = active;
+    if (active) {
+        stream_start(st);
     }
 }
 
-void ac97_pacing_reset(AC97Pacing *p, int index)
+void audio_pacing_reset(AudioPacing *p, int index)
 {
     if (p->enabled) {
         stream_reset(&p->st[index]);
     }
 }
 
-void ac97_pacing_set_active(AC97Pacing *p, int index, bool on)
+/*
+ * What the guest gave a playback stream before it stopped is the end of
+ * its sound: it plays out (a real card's FIFO would), and the voice goes
+ * off after it (audio_pacing_backend_out).  Capture taken for a stream
+ * that stopped is old by the time it starts again.
+ */
+bool audio_pacing_set_active(AudioPacing *p, int index, bool on)
 {
+    AudioPacingStream *st = &p->st[index];
+
     if (!p->enabled) {
-        return;
+        return on;
     }
-    p->st[index].active = on;
+    st->active = on;
     if (on) {
-        stream_start(&p->st[index]);
-    } else {
-        stream_stop(&p->st[index]);
+        stream_start(st);
+        return true;
     }
+    stream_stop(st);
+    if (!st->output) {
+        st->fifo.head = st->fifo.len = 0;
+    }
+    return st->fifo.len > 0;
 }
 
 /* --- the data path -------------------------------------------------------- */
@@ -249,10 +293,10 @@ void ac97_pacing_set_active(AC97Pacing *p, int index, bool on)
  * on whatever the host does with the sound.  When the backend has taken
  * nothing for so long that the FIFO is full, the oldest bytes give way.
  */
-int ac97_pacing_write(AC97Pacing *p, SWVoiceOut *voice, const void *buf,
-                      int len)
+int audio_pacing_write(AudioPacing *p, int index, SWVoiceOut *voice,
+                       const void *buf, int len)
 {
-    AC97PacingStream *st = &p->st[PCM_OUT];
+    AudioPacingStream *st = &p->st[index];
     uint32_t over;
 
     if (!p->enabled) {
@@ -260,9 +304,9 @@ int ac97_pacing_write(AC97Pacing *p, SWVoiceOut *voice, const void *buf,
     }
     len = MIN(len, st->fifo.size);
     over = st->fifo.len + len > st->fifo.size ?
-           st->fifo.len + len - st->fifo.size : 0;
+           whole_frames(st, st->fifo.len + len - st->fifo.size) : 0;
     if (over) {
-        trace_ac97_pacing_overflow(st->index, over);
+        trace_audio_pacing_overflow(p->device, st->index, over);
         fifo_drop(&st->fifo, over);
     }
     return fifo_push(&st->fifo, buf, len);
@@ -272,10 +316,10 @@ int ac97_pacing_write(AC97Pacing *p, SWVoiceOut *voice, const void *buf,
  * Capture is paced by the guest's clock: what the backend has not
  * delivered yet is silence, so the guest's interrupts stay on time.
  */
-int ac97_pacing_read(AC97Pacing *p, int index, SWVoiceIn *voice, void *buf,
-                     int len)
+int audio_pacing_read(AudioPacing *p, int index, SWVoiceIn *voice, void *buf,
+                      int len)
 {
-    AC97PacingStream *st = &p->st[index];
+    AudioPacingStream *st = &p->st[index];
     uint32_t got;
 
     if (!p->enabled) {
@@ -283,15 +327,16 @@ int ac97_pacing_read(AC97Pacing *p, int index, SWVoiceIn *voice, void *buf,
     }
     got = fifo_pop(&st->fifo, buf, len);
     if (got < len) {
-        trace_ac97_pacing_starved(index, len - got);
+        trace_audio_pacing_starved(p->device, index, len - got);
         memset((uint8_t *)buf + got, 0, len - got);
     }
     return len;
 }
 
-void ac97_pacing_backend_out(AC97Pacing *p, SWVoiceOut *voice, int free)
+void audio_pacing_backend_out(AudioPacing *p, int index, SWVoiceOut *voice,
+                              int free)
 {
-    AC97PacingStream *st = &p->st[PCM_OUT];
+    AudioPacingStream *st = &p->st[index];
     int64_t now = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
     bool full, idle;
 
@@ -318,9 +363,10 @@ void ac97_pacing_backend_out(AC97Pacing *p, SWVoiceOut *voice, int free)
     }
     if ((!full || idle || st->since_stall == STALE_TICKS) && free >= 0 &&
         st->fifo.len > free + STALE_TICKS * tick_bytes(st)) {
-        uint32_t stale = st->fifo.len - free - tick_bytes(st);
+        uint32_t stale = whole_frames(st, st->fifo.len - free -
+                                          tick_bytes(st));
 
-        trace_ac97_pacing_stale(st->index, stale);
+        trace_audio_pacing_stale(p->device, st->index, stale);
         fifo_drop(&st->fifo, stale);
     }
     while (free > 0 && st->fifo.len) {
@@ -335,14 +381,20 @@ void ac97_pacing_backend_out(AC97Pacing *p, SWVoiceOut *voice, int free)
         free -= done;
         st->last_take_ns = now;
     }
+    if (!st->active && !st->fifo.len) {
+        /* The stream stopped and has played out. */
+        trace_audio_pacing_played_out(p->device, st->index);
+        AUD_set_active_out(voice, false);
+        return;
+    }
     /* Room left says something only while the clock runs. */
     steer(st, st->running && !st->fifo.len && full ? MAX(free, 0) : 0);
 }
 
-void ac97_pacing_backend_in(AC97Pacing *p, int index, SWVoiceIn *voice,
-                            int avail)
+void audio_pacing_backend_in(AudioPacing *p, int index, SWVoiceIn *voice,
+                             int avail)
 {
-    AC97PacingStream *st = &p->st[index];
+    AudioPacingStream *st = &p->st[index];
     uint8_t buf[4096];
 
     steer(st, 0);
@@ -361,37 +413,39 @@ void ac97_pacing_backend_in(AC97Pacing *p, int index, SWVoiceIn *voice,
 
 /* --- life cycle ----------------------------------------------------------- */
 
-bool ac97_pacing_init(AC97Pacing *p, AC97PacingTransfer *transfer,
-                      void *opaque, Error **errp)
+bool audio_pacing_init(AudioPacing *p, const char *device,
+                       AudioPacingTransfer *transfer, void *opaque,
+                       Error **errp)
 {
     int i;
 
     if (p->period_us < PERIOD_MIN_US || p->period_us > PERIOD_MAX_US) {
-        error_setg(errp, "AC97 timer-period=%u is out of range; accepted "
-                   "values are %u to %u (microseconds)", p->period_us,
-                   PERIOD_MIN_US, PERIOD_MAX_US);
+        error_setg(errp, "%s timer-period=%u is out of range; accepted "
+                   "values are %u to %u (microseconds)", device,
+                   p->period_us, PERIOD_MIN_US, PERIOD_MAX_US);
         return false;
     }
+    p->device = device;
     p->transfer = transfer;
     p->opaque = opaque;
-    for (i = 0; i < AC97_PACING_STREAMS; i++) {
-        AC97PacingStream *st = &p->st[i];
+    for (i = 0; i < AUDIO_PACING_STREAMS; i++) {
+        AudioPacingStream *st = &p->st[i];
 
         st->pacing = p;
         st->index = i;
+        st->frame = 1;
+        st->since_stall = UINT8_MAX;
         st->timer = timer_new_ns(QEMU_CLOCK_VIRTUAL, tick, st);
-        st->fifo.size = FIFO_BYTES;
-        st->fifo.data = g_malloc(FIFO_BYTES);
     }
     return true;
 }
 
-void ac97_pacing_fini(AC97Pacing *p)
+void audio_pacing_fini(AudioPacing *p)
 {
     int i;
 
-    for (i = 0; i < AC97_PACING_STREAMS; i++) {
-        AC97PacingStream *st = &p->st[i];
+    for (i = 0; i < AUDIO_PACING_STREAMS; i++) {
+        AudioPacingStream *st = &p->st[i];
 
         if (st->timer) {
             timer_free(st->timer);
@@ -399,16 +453,17 @@ void ac97_pacing_fini(AC97Pacing *p)
         }
         g_free(st->fifo.data);
         st->fifo.data = NULL;
+        st->fifo.size = 0;
     }
 }
 
 /* --- migration ------------------------------------------------------------ */
 
-bool ac97_pacing_migration_needed(AC97Pacing *p)
+bool audio_pacing_running(AudioPacing *p)
 {
     int i;
 
-    for (i = 0; p->enabled && i < AC97_PACING_STREAMS; i++) {
+    for (i = 0; p->enabled && i < AUDIO_PACING_STREAMS; i++) {
         if (p->st[i].running) {
             return true;
         }
@@ -419,26 +474,15 @@ bool ac97_pacing_migration_needed(AC97Pacing *p)
 /*
  * Only the clock's fractions: the FIFOs hold a few milliseconds that the
  * destination's backend does not have yet anyway.  A stream that runs is
- * restarted by ac97.c's post_load.
+ * restarted by the device's post_load.
  */
-static const VMStateDescription vmstate_ac97_pacing_stream = {
-    .name = "ac97-pacing-stream",
+const VMStateDescription vmstate_audio_pacing_stream = {
+    .name = "audio-pacing-stream",
     .version_id = 1,
     .minimum_version_id = 1,
     .fields = (VMStateField[]) {
-        VMSTATE_UINT64(frac, AC97PacingStream),
-        VMSTATE_INT32(ppm, AC97PacingStream),
-        VMSTATE_END_OF_LIST()
-    }
-};
-
-const VMStateDescription vmstate_ac97_pacing = {
-    .name = "ac97-pacing",
-    .version_id = 1,
-    .minimum_version_id = 1,
-    .fields = (VMStateField[]) {
-        VMSTATE_STRUCT_ARRAY(st, AC97Pacing, AC97_PACING_STREAMS, 1,
-                             vmstate_ac97_pacing_stream, AC97PacingStream),
+        VMSTATE_UINT64(frac, AudioPacingStream),
+        VMSTATE_INT32(ppm, AudioPacingStream),
         VMSTATE_END_OF_LIST()
     }
 };
