@@ -9,7 +9,9 @@
 #
 # Usage: build-guest.sh OUTDIR
 # Environment: GUEST_MODULES  kernel modules to load at boot, in addition to
-#                             their dependencies (default: snd-intel8x0)
+#                             their dependencies (default: snd-intel8x0,
+#                             snd-hda-codec-generic, snd-hda-intel: AC97
+#                             and Intel HDA)
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -22,7 +24,7 @@ mkdir -p "$1"
 outdir=$(cd "$1" && pwd)
 debs=$outdir/debs
 work=$outdir/work
-modules=${GUEST_MODULES:-snd-intel8x0}
+modules=${GUEST_MODULES:-snd-intel8x0 snd-hda-codec-generic snd-hda-intel}
 # Guest userland packages.  libc6 is fetched too so that aplay runs against
 # the archive's libc, not whatever the host happens to have.
 userland_pkgs="alsa-utils libasound2 libasound2-data libc6"

@@ -744,6 +744,21 @@ class QTest(LineSocket):
     def inl(self, port):
         return int(self.cmd(f"inl 0x{port:x}"), 16)
 
+    def writeb(self, addr, v):
+        self.cmd(f"writeb 0x{addr:x} 0x{v:x}")
+
+    def writew(self, addr, v):
+        self.cmd(f"writew 0x{addr:x} 0x{v:x}")
+
+    def writel(self, addr, v):
+        self.cmd(f"writel 0x{addr:x} 0x{v:x}")
+
+    def readb(self, addr):
+        return int(self.cmd(f"readb 0x{addr:x}"), 16)
+
+    def readl(self, addr):
+        return int(self.cmd(f"readl 0x{addr:x}"), 16)
+
     def memwrite(self, addr, data):
         b64 = base64.b64encode(data).decode()
         self.cmd(f"b64write 0x{addr:x} 0x{len(data):x} {b64}")
@@ -757,6 +772,97 @@ class QTest(LineSocket):
                 return None
             self._event(line.strip())
         return self.irqs.popleft()
+
+
+# --- Intel HDA, driven as a guest driver would -----------------------------
+
+class HDAPlayer:
+    """ich9-intel-hda's first output stream through its codec's DAC (node
+    2 on hda-output, hda-duplex and hda-micro), playing a looped ring of
+    four buffers; hda-pacing-test.c has the registers' story."""
+
+    BAR = 0xfeb00000
+    CORB, RIRB, BDL, PCM = 0x100000, 0x101000, 0x103000, 0x110000
+    SD = 0x80 + 4 * 0x20                        # output stream 0
+    FMT = 0x0011                                # 48 kHz, 16 bit, stereo
+    TAG = 1
+
+    def __init__(self, qt, devfn=(0x1b, 0), buf_frames=RATE // 10):
+        self.qt = qt
+        dev, fn = devfn
+        self.cfg = 0x80000000 | (dev << 11) | (fn << 8)
+        self.buf_bytes = buf_frames * FRAME
+        self.corb_wp = 0
+
+    def _cfg_write(self, off, v, size):
+        self.qt.outl(0xcf8, self.cfg | (off & 0xfc))
+        port = 0xcfc + (off & 3)
+        {1: self.qt.outb, 2: self.qt.outw, 4: self.qt.outl}[size](port, v)
+
+    def verb(self, nid, verb, payload):
+        cmd = nid << 20 | payload | (verb << 8 if verb > 0xf else verb << 16)
+        self.corb_wp = (self.corb_wp + 1) & 0xff
+        self.qt.memwrite(self.CORB + 4 * self.corb_wp,
+                         struct.pack("<I", cmd))
+        self.qt.writew(self.BAR + 0x48, self.corb_wp)
+
+    def setup(self):
+        qt, b = self.qt, self.BAR
+        self._cfg_write(0x10, b, 4)
+        self._cfg_write(0x14, 0, 4)
+        self._cfg_write(0x04, 0x6, 2)           # memory space, bus master
+        qt.writel(b + 0x08, 1)                  # out of reset
+        qt.writel(b + 0x40, self.CORB)
+        qt.writel(b + 0x44, 0)
+        qt.writel(b + 0x50, self.RIRB)
+        qt.writel(b + 0x54, 0)
+        qt.writew(b + 0x5a, 0xff)
+        qt.writeb(b + 0x5c, 0x02)               # RIRB DMA
+        qt.writeb(b + 0x4c, 0x02)               # CORB run
+        qt.writel(b + 0x20, 1 << 31 | 1 << 4)   # GIE, output stream 0
+        self.intercept()
+        self.verb(2, 0x2, self.FMT)             # DAC: format
+        self.verb(2, 0x706, self.TAG << 4)      # DAC: stream tag, channel 0
+
+    def start(self, data=b""):
+        qt, sd = self.qt, self.BAR + self.SD
+        ring = data[:4 * self.buf_bytes].ljust(4 * self.buf_bytes, b"\0")
+        qt.memwrite(self.PCM, ring)
+        qt.memwrite(self.BDL, b"".join(
+            struct.pack("<QII", self.PCM + i * self.buf_bytes,
+                        self.buf_bytes, 1) for i in range(4)))
+        qt.writel(sd + 0x00, 1)                 # stream reset
+        qt.writel(sd + 0x00, 0)
+        qt.writel(sd + 0x08, 4 * self.buf_bytes)
+        qt.writew(sd + 0x0c, 3)
+        qt.writew(sd + 0x12, self.FMT)
+        qt.writel(sd + 0x18, self.BDL)
+        qt.writel(sd + 0x1c, 0)
+        qt.writel(sd + 0x00, self.TAG << 20 | 0x6)  # run, IOC interrupts
+
+    def lpib(self):
+        return self.qt.readl(self.BAR + self.SD + 0x04)
+
+    def intercept(self):
+        """Watch the IOAPIC; a completion raised before is acked, since
+        the line is level-triggered and would never be seen to change."""
+        self.qt.cmd("irq_intercept_in ioapic")
+        self.qt.writeb(self.BAR + self.SD + 0x03, 0x04)
+
+    def completions(self, seconds):
+        """Buffer-completion interrupts in @seconds, each acked."""
+        sts = self.BAR + self.SD + 0x03
+        n = 0
+        end = time.monotonic() + seconds
+        while True:
+            ev = self.qt.wait_irq(max(end - time.monotonic(), 0))
+            if ev is None:
+                return n
+            raised, pin = ev
+            # PCI INTx reaches q35's IOAPIC on pins 16..23.
+            if raised and pin >= 16 and self.qt.readb(sts) & 0x04:
+                self.qt.writeb(sts, 0x04)
+                n += 1
 
 
 # --- AC97, driven as a guest driver would ----------------------------------

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 MODULES = ["test_backend", "test_bad_input", "test_restart_guest",
-           "test_discovery", "test_migration", "test_bench",
+           "test_discovery", "test_migration", "test_hda", "test_bench",
            "test_packaging"]
 
 

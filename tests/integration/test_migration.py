@@ -22,7 +22,7 @@ def args(device_opts=""):
 
 
 @contextlib.contextmanager
-def pair(src_binary, dst_binary, src_opts="", dst_opts=""):
+def pair(src_binary, dst_binary, src_opts="", dst_opts="", args=args):
     if not os.path.exists(STOCK):
         raise Skip(f"{STOCK} (Debian's qemu-system-x86) is not installed")
     tmp = tempfile.mkdtemp(prefix="qva-migrate-")

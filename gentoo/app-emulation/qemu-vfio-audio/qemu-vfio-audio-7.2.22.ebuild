@@ -390,7 +390,7 @@ src_compile() {
 src_test() {
 	# The fork's tests, as its `make check` builds and runs them through
 	# meson: its unit tests (suite fork-unit) and the x86_64 qtests, which
-	# hold the fork's own (ac97-dma-test, ac97-pacing-test,
+	# hold the fork's own (ac97-dma-test, ac97-pacing-test, hda-pacing-test,
 	# kvm-irqchip-vfio-test: skips without a usable /dev/kvm) beside
 	# upstream's.  Upstream's make wrapper builds what they need.  The
 	# fork's tests/integration (real sound servers, throwaway users, root)

@@ -1,0 +1,547 @@
+/*
+ * QTest: Intel HDA's DMA and interrupts paced by the sample clock
+ *
+ * Drives ich9-intel-hda as snd-hda-intel does: the controller out of
+ * reset, CORB/RIRB rings, verbs that give the codec's converter a stream
+ * tag and a format, a BDL in guest memory, the stream run with interrupts
+ * on completion, and the DMA position buffer.  On the deterministic qtest
+ * clock it checks every interrupt against its ideal time, LPIB and the
+ * position buffer against the rate, that the wav backend receives exactly
+ * what the guest queued (the last buffer before the stream stopped too),
+ * capture without a backend that delivers, and guests that program
+ * nonsense.  pacing=off (upstream's ring) is measured beside it.
+ *
+ * Copyright (c) 2026 qemu-vfio-audio developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/bswap.h"
+#include "libqtest.h"
+#include "libqos/pci-pc.h"
+
+#define HDA_DEVFN           QPCI_DEVFN(0x1b, 0)
+
+#define GCTL                0x08
+#define GCTL_CRST           0x01
+#define CORBLBASE           0x40
+#define CORBUBASE           0x44
+#define CORBWP              0x48
+#define CORBCTL             0x4c
+#define CORBCTL_RUN         0x02
+#define RIRBLBASE           0x50
+#define RIRBUBASE           0x54
+#define RINTCNT             0x5a
+#define RIRBCTL             0x5c
+#define RIRBCTL_DMA         0x02
+#define DPLBASE             0x70
+#define DPUBASE             0x74
+
+/* Stream descriptors: ICH9 has 4 input streams, then 4 output streams. */
+#define SD_IN0              0x80
+#define SD_OUT0             (0x80 + 4 * 0x20)
+#define SD_CTL              0x00
+#define SD_STS              0x03
+#define SD_LPIB             0x04
+#define SD_CBL              0x08
+#define SD_LVI              0x0c
+#define SD_FMT              0x12
+#define SD_BDPL             0x18
+#define SD_BDPU             0x1c
+#define SD_CTL_SRST         0x01
+#define SD_CTL_RUN          0x02
+#define SD_CTL_IOCE         0x04
+#define SD_STS_BCIS         0x04
+
+/* The codec's widgets (hda-codec-common.h) and verbs */
+#define NID_DAC             2
+#define NID_ADC             4
+#define VERB_SET_STREAM     0x706
+#define VERB_SET_FORMAT     0x2
+#define VERB_GET_PARAM      0xf00
+#define FMT_48K_S16_STEREO  0x0011
+#define FMT_44K_S16_STEREO  0x4011
+#define STREAM_TAG          1
+
+/* Guest memory */
+#define GUEST_CORB          0x100000
+#define GUEST_RIRB          0x101000
+#define GUEST_DP            0x102000
+#define GUEST_BDL           0x103000
+#define GUEST_PCM           0x110000
+
+#define RATE                48000
+#define FRAME_BYTES         4
+#define MS                  (1000 * 1000)
+#define NS_PER_S            1000000000LL
+#define TICK_BYTES          (RATE / 1000 * FRAME_BYTES)
+#define BD_COUNT            32
+
+typedef struct HDA {
+    QTestState *qts;
+    QPCIBus *bus;
+    QPCIDevice *dev;
+    QPCIBar bar;
+    uint8_t corb_wp;
+    char *wav_path;
+} HDA;
+
+static HDA *hda_start(const char *audiodev, const char *codec,
+                      const char *codec_opts)
+{
+    HDA *s = g_new0(HDA, 1);
+
+    s->qts = qtest_initf("-M q35 -nodefaults -audiodev %s,id=snd0 "
+                         "-device ich9-intel-hda,addr=1b.0 "
+                         "-device %s,audiodev=snd0%s", audiodev, codec,
+                         codec_opts);
+    s->bus = qpci_new_pc(s->qts, NULL);
+    s->dev = qpci_device_find(s->bus, HDA_DEVFN);
+    g_assert_nonnull(s->dev);
+    qpci_device_enable(s->dev);
+    s->bar = qpci_iomap(s->dev, 0, NULL);
+    return s;
+}
+
+/* hda-output on a wav backend at the guest's rate: nothing resampled. */
+static HDA *hda_start_wav(const char *codec_opts)
+{
+    g_autofree char *opts = NULL;
+    char *path = NULL;
+    int fd = g_file_open_tmp("hda-pacing-test-XXXXXX.wav", &path, NULL);
+    HDA *s;
+
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+    opts = g_strdup_printf("wav,path=%s,out.frequency=%d", path, RATE);
+    s = hda_start(opts, "hda-output", codec_opts);
+    s->wav_path = path;
+    return s;
+}
+
+static void hda_stop(HDA *s)
+{
+    g_free(s->dev);
+    qpci_free_pc(s->bus);
+    if (s->qts) {
+        qtest_quit(s->qts);
+    }
+    if (s->wav_path) {
+        unlink(s->wav_path);
+        g_free(s->wav_path);
+    }
+    g_free(s);
+}
+
+static void wr8(HDA *s, uint64_t reg, uint8_t v)
+{
+    qpci_io_writeb(s->dev, s->bar, reg, v);
+}
+
+static void wr16(HDA *s, uint64_t reg, uint16_t v)
+{
+    qpci_io_writew(s->dev, s->bar, reg, v);
+}
+
+static void wr32(HDA *s, uint64_t reg, uint32_t v)
+{
+    qpci_io_writel(s->dev, s->bar, reg, v);
+}
+
+static uint8_t rd8(HDA *s, uint64_t reg)
+{
+    return qpci_io_readb(s->dev, s->bar, reg);
+}
+
+static uint32_t rd32(HDA *s, uint64_t reg)
+{
+    return qpci_io_readl(s->dev, s->bar, reg);
+}
+
+/* Controller out of reset, CORB and RIRB running, position buffer on. */
+static void hda_controller_init(HDA *s)
+{
+    wr32(s, GCTL, GCTL_CRST);
+    g_assert_cmphex(rd32(s, GCTL) & GCTL_CRST, ==, GCTL_CRST);
+    wr32(s, CORBLBASE, GUEST_CORB);
+    wr32(s, CORBUBASE, 0);
+    wr32(s, RIRBLBASE, GUEST_RIRB);
+    wr32(s, RIRBUBASE, 0);
+    wr16(s, RINTCNT, 0xff);
+    wr8(s, RIRBCTL, RIRBCTL_DMA);
+    wr8(s, CORBCTL, CORBCTL_RUN);
+    wr32(s, DPLBASE, GUEST_DP | 1);
+    wr32(s, DPUBASE, 0);
+}
+
+/* One verb through the CORB, for codec 0. */
+static void hda_verb(HDA *s, uint32_t nid, uint32_t verb, uint32_t payload)
+{
+    uint32_t cmd = nid << 20 | payload;
+
+    cmd |= verb > 0xf ? verb << 8 : verb << 16;
+    s->corb_wp++;
+    qtest_writel(s->qts, GUEST_CORB + 4 * s->corb_wp, cmd);
+    wr16(s, CORBWP, s->corb_wp);
+}
+
+/* The guest's signal: a frame counter, so a lost or repeated frame shows. */
+static void fill_buffer(HDA *s, uint64_t addr, uint32_t frames,
+                        uint32_t first)
+{
+    g_autofree int16_t *buf = g_new(int16_t, frames * 2);
+    uint32_t i;
+
+    for (i = 0; i < frames; i++) {
+        uint32_t n = first + i;
+
+        buf[2 * i] = cpu_to_le16(1 + n % 30000);
+        buf[2 * i + 1] = cpu_to_le16(-1 - (int)(n / 30000 % 30000));
+    }
+    qtest_memwrite(s->qts, addr, buf, frames * FRAME_BYTES);
+}
+
+/* @n BDL entries of @bytes each from @pcm, every one with IOC. */
+static void bdl_write(HDA *s, uint64_t pcm, int n, uint32_t bytes)
+{
+    uint32_t e[BD_COUNT * 4];
+    int i;
+
+    for (i = 0; i < n; i++) {
+        e[4 * i] = cpu_to_le32(pcm + i * bytes);
+        e[4 * i + 1] = 0;
+        e[4 * i + 2] = cpu_to_le32(bytes);
+        e[4 * i + 3] = cpu_to_le32(1);
+    }
+    qtest_memwrite(s->qts, GUEST_BDL, e, n * 16);
+}
+
+/* Codec converter @nid and stream @sd on @fmt; run it. */
+static void stream_run(HDA *s, uint64_t sd, uint32_t nid, uint16_t fmt,
+                       int nbufs, uint32_t bytes)
+{
+    hda_verb(s, nid, VERB_SET_FORMAT, fmt);
+    hda_verb(s, nid, VERB_SET_STREAM, STREAM_TAG << 4);
+    wr32(s, sd + SD_CTL, SD_CTL_SRST);
+    wr32(s, sd + SD_CTL, 0);
+    wr32(s, sd + SD_CBL, nbufs * bytes);
+    wr16(s, sd + SD_LVI, nbufs - 1);
+    wr16(s, sd + SD_FMT, fmt);
+    wr32(s, sd + SD_BDPL, GUEST_BDL);
+    wr32(s, sd + SD_BDPU, 0);
+    wr32(s, sd + SD_CTL, STREAM_TAG << 20 | SD_CTL_IOCE | SD_CTL_RUN);
+}
+
+static void stream_stop(HDA *s, uint64_t sd)
+{
+    wr32(s, sd + SD_CTL, STREAM_TAG << 20 | SD_CTL_IOCE);
+}
+
+/* The position buffer's entry of stream descriptor @sd. */
+static uint32_t dma_position(HDA *s, uint64_t sd)
+{
+    return qtest_readl(s->qts, GUEST_DP + 8 * ((sd - SD_IN0) / 0x20));
+}
+
+typedef struct Timing {
+    int irqs;
+    int64_t max_late_ns;        /* worst interrupt after its ideal time */
+    int64_t max_early_ns;       /* worst interrupt before it */
+    int bursts;                 /* steps in which LPIB moved by > 1 tick */
+    int dp_mismatch;            /* position buffer differs from LPIB */
+} Timing;
+
+/*
+ * Play @nbufs buffers of @frames through a 32-entry ring, refilling each
+ * buffer after it completes as a guest driver would, and stop the stream
+ * at the interrupt of the last one; time every interrupt on the way.
+ */
+static void play_ring(HDA *s, uint32_t frames, int nbufs, Timing *t)
+{
+    const uint32_t bytes = frames * FRAME_BYTES;
+    const uint32_t cbl = BD_COUNT * bytes;
+    int64_t start, now;
+    uint64_t pos = 0;
+    uint32_t lpib = 0;
+    int queued = 0, done = 0;
+    int i;
+
+    memset(t, 0, sizeof(*t));
+    for (i = 0; i < BD_COUNT; i++) {
+        fill_buffer(s, GUEST_PCM + i * bytes, frames, queued++ * frames);
+    }
+    bdl_write(s, GUEST_PCM, BD_COUNT, bytes);
+    start = qtest_clock_step(s->qts, 0);
+    stream_run(s, SD_OUT0, NID_DAC, FMT_48K_S16_STEREO, BD_COUNT, bytes);
+
+    while (done < nbufs) {
+        uint32_t new_lpib, moved;
+
+        now = qtest_clock_step_next(s->qts);
+        g_assert_cmpint(now - start, <, (int64_t)(nbufs + 40) *
+                        frames * NS_PER_S / RATE);
+        new_lpib = rd32(s, SD_OUT0 + SD_LPIB);
+        if (dma_position(s, SD_OUT0) != new_lpib) {
+            t->dp_mismatch++;
+        }
+        moved = (new_lpib + cbl - lpib) % cbl;
+        if (moved > TICK_BYTES + FRAME_BYTES) {
+            t->bursts++;
+        }
+        pos += moved;
+        lpib = new_lpib;
+        if (!(rd8(s, SD_OUT0 + SD_STS) & SD_STS_BCIS)) {
+            continue;
+        }
+        while (done < pos / bytes) {
+            int64_t ideal = start + (int64_t)(done + 1) * frames *
+                            NS_PER_S / RATE;
+
+            t->max_late_ns = MAX(t->max_late_ns, now - ideal);
+            t->max_early_ns = MAX(t->max_early_ns, ideal - now);
+            fill_buffer(s, GUEST_PCM + done % BD_COUNT * bytes, frames,
+                        queued++ * frames);
+            done++;
+        }
+        t->irqs++;
+        wr8(s, SD_OUT0 + SD_STS, SD_STS_BCIS);
+    }
+    stream_stop(s, SD_OUT0);
+}
+
+/*
+ * The wav file's sound, leading silence skipped, is the counter from 0:
+ * at least @min_frames of it, at most @max_frames, nothing else.
+ */
+static void check_wav_counter(HDA *s, uint32_t min_frames,
+                              uint32_t max_frames)
+{
+    g_autofree char *wav = NULL;
+    int16_t *pcm;
+    gsize len;
+    uint32_t i, n;
+
+    qtest_quit(s->qts);
+    s->qts = NULL;
+    g_assert_true(g_file_get_contents(s->wav_path, &wav, &len, NULL));
+    pcm = (int16_t *)(wav + 44);
+    n = (len - 44) / FRAME_BYTES;
+    while (n && pcm[0] == 0 && pcm[1] == 0) {
+        pcm += 2;
+        n--;
+    }
+    g_test_message("wav: %u frames of sound (queued %u to %u)", n,
+                   min_frames, max_frames);
+    g_assert_cmpuint(n, >=, min_frames);
+    g_assert_cmpuint(n, <=, max_frames);
+    for (i = 0; i < n; i++) {
+        if (le16_to_cpu(pcm[2 * i]) != 1 + i % 30000 ||
+            (int16_t)le16_to_cpu(pcm[2 * i + 1]) !=
+            -1 - (int)(i / 30000 % 30000)) {
+            g_test_message("frame %u is (%d, %d)", i,
+                           (int16_t)le16_to_cpu(pcm[2 * i]),
+                           (int16_t)le16_to_cpu(pcm[2 * i + 1]));
+            g_assert_not_reached();
+        }
+    }
+}
+
+static void run_small_buffers(const char *codec_opts, Timing *t, bool wav)
+{
+    const uint32_t frames = 128, nbufs = 1000;
+    HDA *s = hda_start_wav(codec_opts);
+
+    hda_controller_init(s);
+    play_ring(s, frames, nbufs, t);
+    /* The end of the sound reaches the backend after the stop. */
+    qtest_clock_step(s->qts, 50 * MS);
+    if (wav) {
+        /*
+         * Everything queued up to the last interrupt, and no more than
+         * the DMA had read of the next buffer by then: a tick.
+         */
+        check_wav_counter(s, nbufs * frames, nbufs * frames + RATE / 1000);
+    }
+    hda_stop(s);
+}
+
+static void test_small_buffers(void)
+{
+    Timing ours, upstream;
+
+    run_small_buffers("", &ours, true);
+    run_small_buffers(",pacing=off", &upstream, false);
+
+    g_test_message("128-frame buffers at 48 kHz, 1000 buffers: paced: "
+                   "%d interrupts, latest +%.3f ms, earliest -%.3f ms, "
+                   "%d LPIB bursts; pacing=off (upstream): %d interrupts, "
+                   "latest +%.3f ms, earliest -%.3f ms, %d LPIB bursts",
+                   ours.irqs, ours.max_late_ns / 1e6,
+                   ours.max_early_ns / 1e6, ours.bursts, upstream.irqs,
+                   upstream.max_late_ns / 1e6, upstream.max_early_ns / 1e6,
+                   upstream.bursts);
+
+    /* Every interrupt within a tick of its time, one per buffer. */
+    g_assert_cmpint(ours.max_late_ns, <=, 1000 * 1000);
+    g_assert_cmpint(ours.max_early_ns, <=, 0);
+    g_assert_cmpint(ours.irqs, ==, 1000);
+    g_assert_cmpint(ours.bursts, ==, 0);
+    g_assert_cmpint(ours.dp_mismatch, ==, 0);
+}
+
+/* Bytes the DMA moved in @ms of virtual time, from LPIB. */
+static uint32_t moved_in(HDA *s, uint64_t sd, uint32_t nid, uint16_t fmt,
+                         int ms)
+{
+    const uint32_t bytes = 64 * 1024;
+    uint32_t before, after;
+
+    bdl_write(s, GUEST_PCM, 4, bytes);
+    stream_run(s, sd, nid, fmt, 4, bytes);
+    qtest_clock_step(s->qts, 100 * MS);
+    before = rd32(s, sd + SD_LPIB);
+    qtest_clock_step(s->qts, (int64_t)ms * MS);
+    after = rd32(s, sd + SD_LPIB);
+    g_assert_cmpuint(dma_position(s, sd), ==, after);
+    stream_stop(s, sd);
+    return (after + 4 * bytes - before) % (4 * bytes);
+}
+
+static void test_rates(void)
+{
+    const struct {
+        uint16_t fmt;
+        int rate;
+    } f[] = { { FMT_48K_S16_STEREO, 48000 }, { FMT_44K_S16_STEREO, 44100 } };
+    int i;
+
+    for (i = 0; i < ARRAY_SIZE(f); i++) {
+        HDA *s = hda_start_wav("");
+        uint32_t got, want = f[i].rate / 4 * FRAME_BYTES;
+
+        hda_controller_init(s);
+        got = moved_in(s, SD_OUT0, NID_DAC, f[i].fmt, 250);
+        g_test_message("%d Hz: %u bytes in 250 ms (nominal %u)", f[i].rate,
+                       got, want);
+        g_assert_cmpuint(got, >=, want - TICK_BYTES);
+        g_assert_cmpuint(got, <=, want + TICK_BYTES);
+        hda_stop(s);
+    }
+}
+
+/*
+ * Capture from a backend that delivers nothing of its own (none): the
+ * guest's clock runs at the rate all the same, and it records silence.
+ */
+static void test_capture(void)
+{
+    HDA *s = hda_start("none", "hda-duplex", "");
+    uint32_t got, want = RATE / 4 * FRAME_BYTES;
+    uint8_t pcm[256];
+
+    hda_controller_init(s);
+    qtest_memset(s->qts, GUEST_PCM, 0x55, sizeof(pcm));
+    got = moved_in(s, SD_IN0, NID_ADC, FMT_48K_S16_STEREO, 250);
+    g_test_message("capture: %u bytes in 250 ms (nominal %u)", got, want);
+    g_assert_cmpuint(got, >=, want - TICK_BYTES);
+    g_assert_cmpuint(got, <=, want + TICK_BYTES);
+    qtest_memread(s->qts, GUEST_PCM, pcm, sizeof(pcm));
+    g_assert_cmpuint(pcm[0] | pcm[sizeof(pcm) - 1], ==, 0);
+    hda_stop(s);
+}
+
+/*
+ * A controller reset (CRST cleared) right after the stream stopped drops
+ * what was still on its way to the backend; stopping alone does not.
+ */
+static void test_reset_drops(void)
+{
+    const uint32_t frames = 4096;
+    HDA *s = hda_start_wav("");
+    g_autofree char *wav = NULL;
+    gsize len;
+    int i;
+
+    hda_controller_init(s);
+    for (i = 0; i < 4; i++) {
+        fill_buffer(s, GUEST_PCM + i * frames * FRAME_BYTES, frames,
+                    i * frames);
+    }
+    bdl_write(s, GUEST_PCM, 4, frames * FRAME_BYTES);
+    stream_run(s, SD_OUT0, NID_DAC, FMT_48K_S16_STEREO, 4,
+               frames * FRAME_BYTES);
+    qtest_clock_step(s->qts, 25 * MS + MS / 2);
+    stream_stop(s, SD_OUT0);
+    wr32(s, GCTL, 0);
+    qtest_clock_step(s->qts, 100 * MS);
+    qtest_quit(s->qts);
+    s->qts = NULL;
+    g_assert_true(g_file_get_contents(s->wav_path, &wav, &len, NULL));
+    /* The audio timer took what was due at 10 and 20 ms; not the rest. */
+    g_test_message("reset after 25.5 ms: %" G_GSIZE_FORMAT " frames in the "
+                   "wav", (len - 44) / FRAME_BYTES);
+    g_assert_cmpuint((len - 44) / FRAME_BYTES, <, RATE / 40);
+    hda_stop(s);
+}
+
+/* Guests that program nonsense: QEMU runs on, and nothing hangs. */
+static void test_hostile_guest(void)
+{
+    const uint16_t formats[] = {
+        0x0011, 0x403f, 0x7f4f, 0x8011, 0x0071, 0xffff, 0x0000,
+    };
+    HDA *s = hda_start_wav("");
+    uint32_t e[4 * 4];
+    int i;
+
+    hda_controller_init(s);
+    for (i = 0; i < 64; i++) {
+        hda_verb(s, i % 8, (i * 0x135) & 0xfff, i * 37);
+    }
+    hda_verb(s, NID_DAC, VERB_GET_PARAM, 0);
+
+    /* Entries: outside RAM, empty, empty with IOC, and one huge. */
+    e[0] = cpu_to_le32(0xfffff000);
+    e[1] = cpu_to_le32(0xffffffff);
+    e[2] = cpu_to_le32(4096);
+    e[3] = cpu_to_le32(1);
+    e[4] = cpu_to_le32(GUEST_PCM);
+    e[5] = e[6] = e[7] = 0;
+    e[8] = cpu_to_le32(GUEST_PCM);
+    e[9] = e[10] = 0;
+    e[11] = cpu_to_le32(1);
+    e[12] = cpu_to_le32(GUEST_PCM);
+    e[13] = 0;
+    e[14] = cpu_to_le32(0xffffffff);
+    e[15] = cpu_to_le32(1);
+    qtest_memwrite(s->qts, GUEST_BDL, e, sizeof(e));
+
+    for (i = 0; i < ARRAY_SIZE(formats); i++) {
+        stream_run(s, SD_OUT0, NID_DAC, formats[i], 4, 8192);
+        qtest_clock_step(s->qts, 30 * MS);
+        wr8(s, SD_OUT0 + SD_STS, SD_STS_BCIS);
+        stream_stop(s, SD_OUT0);
+        qtest_clock_step(s->qts, 20 * MS);
+    }
+    /* A stream number no converter has, and a reset while running. */
+    wr32(s, SD_OUT0 + SD_CTL, 9 << 20 | SD_CTL_RUN);
+    qtest_clock_step(s->qts, 20 * MS);
+    wr32(s, GCTL, 0);
+    qtest_clock_step(s->qts, 20 * MS);
+    qtest_qmp_assert_success(s->qts, "{ 'execute': 'query-status' }");
+    hda_stop(s);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+
+    qtest_add_func("/hda/pacing/small-buffers", test_small_buffers);
+    qtest_add_func("/hda/pacing/rates", test_rates);
+    qtest_add_func("/hda/pacing/capture", test_capture);
+    qtest_add_func("/hda/pacing/reset-drops", test_reset_drops);
+    qtest_add_func("/hda/pacing/hostile-guest", test_hostile_guest);
+
+    return g_test_run();
+}
