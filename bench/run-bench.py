@@ -2,7 +2,8 @@
 """Audio benchmark: stock Debian QEMU's pa backend against the fork's.
 
 Boots the benchmark guest (bench/guest/) once per case, plays its sawtooth
-through AC97 into a real PulseAudio daemon with a null sink, and measures,
+through AC97 or Intel HDA into a real PulseAudio daemon with a null sink,
+and measures,
 side by side and under the same conditions:
 
   - the stream latency PulseAudio reports (pactl, sampled every ~100 ms),
@@ -77,14 +78,24 @@ MIN_GAP = 2
 # seconds; gaps after this many seconds of signal are counted apart too.
 SETTLED_S = 5
 
+# name: (binary, -audiodev options or pa-floor's latency, the guest's card)
 CONFIGS = {
-    "stock-default": (STOCK, ""),
+    "stock-default": (STOCK, "", "ac97"),
     "stock-tuned": (STOCK, ",out.latency=10000,timer-period=1000,"
-                           "out.buffer-length=3000"),
-    "fork-default": (FORK, ""),
+                           "out.buffer-length=3000", "ac97"),
+    "fork-default": (FORK, "", "ac97"),
+    # Intel HDA as libvirt's <sound model='ich9'/> makes it: what Windows
+    # guests play through.
+    "stock-hda": (STOCK, "", "hda"),
+    "fork-hda": (FORK, "", "hda"),
     # The latency target in us, for pa-floor.
-    "native-5ms": (NATIVE, "5000"),
-    "native-10ms": (NATIVE, "10000"),
+    "native-5ms": (NATIVE, "5000", None),
+    "native-10ms": (NATIVE, "10000", None),
+}
+# The guest's sound card: QEMU's -device arguments (bench/guest/run-guest.sh).
+CARDS = {
+    "ac97": "AC97 (snd-intel8x0)",
+    "hda": "ich9-intel-hda with hda-duplex (snd-hda-intel)",
 }
 # Guest ALSA settings, in frames at 48 kHz: (period, buffer).
 SETTINGS = {
@@ -137,7 +148,7 @@ def sha256(path):
 
 
 def device_props(binary, device="AC97"):
-    """`-device AC97,help` lines, to show what the fork's device adds."""
+    """`-device DEVICE,help` lines, to show what the fork's device adds."""
     out = subprocess.run([binary, "-device", f"{device},help"],
                          capture_output=True, text=True).stdout
     return {line.strip() for line in out.splitlines()[1:]}
@@ -147,6 +158,8 @@ def machine_info(fork):
     return {
         "fork_sha256": sha256(fork),
         "ac97_fork_only": sorted(device_props(fork) - device_props(STOCK)),
+        "hda_fork_only": sorted(device_props(fork, "hda-duplex") -
+                                device_props(STOCK, "hda-duplex")),
         "nproc": os.cpu_count(),
         "cpu": cpu_model(),
         "kernel": " ".join(os.uname()[2:4]),
@@ -194,9 +207,10 @@ def ensure_prerequisites(need_load):
         if not os.path.exists(binary):
             sys.exit(f"run-bench: {binary} is missing (stock: apt-get "
                      "install qemu-system-x86; fork: make)")
-    if not os.path.exists(os.path.join(GUEST, "initrd.img")):
-        subprocess.run([os.path.join(HERE, "guest", "build-guest.sh"),
-                        GUEST], check=True, stdout=sys.stderr)
+    # Cheap when nothing changed; a guest built before it carried
+    # snd-hda-intel would not find the HDA card.
+    subprocess.run([os.path.join(HERE, "guest", "build-guest.sh"), GUEST],
+                   check=True, stdout=sys.stderr)
 
 
 def build_native():
@@ -568,7 +582,7 @@ def run_case(case, opts, rundir):
                    "-qmp", f"unix:{qmp_path},server=on,wait=off",
                    "-pidfile", pidfile, "-no-shutdown"]
             env = dict(os.environ, BENCH_APPEND=append,
-                       PULSE_COOKIE=daemon.cookie)
+                       BENCH_CARD=case["card"], PULSE_COOKIE=daemon.cookie)
             rec = daemon.record()
             t0 = time.monotonic()
             with open(os.path.join(rundir, "qemu-stderr.log"), "w") as err:
@@ -751,13 +765,16 @@ def ratio_table(results):
     setting and load."""
     by = {(r["case"]["setting"], r["case"]["load"], r["case"]["config"]): r
           for r in results}
-    out = ["| period/buffer | load | vs | median latency fork/other | "
+    out = ["| period/buffer | load | fork | vs | median latency fork/other | "
            "CPU play fork/other | CPU whole fork/other |",
-           "|---|---|---|---:|---:|---:|"]
+           "|---|---|---|---|---:|---:|---:|"]
     for (setting, load, config), fork in by.items():
-        if config != "fork-default":
+        if config not in ("fork-default", "fork-hda"):
             continue
-        for stock_cfg in ("stock-default", "stock-tuned", "native-5ms"):
+        others = (("stock-hda", "fork-default", "native-5ms")
+                  if config == "fork-hda" else
+                  ("stock-default", "stock-tuned", "native-5ms"))
+        for stock_cfg in others:
             stock = by.get((setting, load, stock_cfg))
             if not stock:
                 continue
@@ -765,7 +782,8 @@ def ratio_table(results):
             lat = ratio(fork, stock, lambda r: r["pa_latency"].get("median"))
             play = ratio(fork, stock, lambda r: r.get("cpu_play"))
             whole = ratio(fork, stock, lambda r: r.get("cpu_whole"))
-            out.append(f"| {period}/{buffer} | {load} | {stock_cfg} | "
+            out.append(f"| {period}/{buffer} | {load} | {config} | "
+                       f"{stock_cfg} | "
                        f"{lat} | {play} | {whole} |")
     return "\n".join(out) if len(out) > 2 else ""
 
@@ -825,10 +843,13 @@ def render(results, info, opts, started, finished, rundirs):
         f"; sha256 {info['fork_sha256'][:16]}",
         "- AC97 properties only the fork has: " + (
             ", ".join(f"`{p}`" for p in info["ac97_fork_only"]) or "none"),
+        "- HDA codec properties only the fork has: " + (
+            ", ".join(f"`{p}`" for p in info["hda_fork_only"]) or "none"),
         f"- load: `stress-ng --cpu {info['nproc']}` ({info['stress-ng']}) "
         "at normal priority, from before QEMU starts until it has quit",
-        "- guest: TCG, q35, AC97 (snd-intel8x0), aplay to hw:0,0, "
-        "1 kHz sawtooth",
+        "- guest: TCG, q35, aplay to hw:0,0, 1 kHz sawtooth; the card: "
+        + "; ".join(f"{k}: {v}" for k, v in CARDS.items()) + " (configs "
+        "named -hda play through HDA, the others through AC97)",
         "- native-5ms, native-10ms: no guest and no QEMU: `bench/native/"
         "pa-floor.c` plays the same sawtooth with the fork's requests at "
         "that latency (tlength = prebuf = latency - 1 ms, minreq "
@@ -922,11 +943,13 @@ def plan(opts):
     for name in opts.configs.split(","):
         if name not in CONFIGS:
             sys.exit(f"run-bench: unknown config {name}")
-        binary, extra_opts = CONFIGS[name]
-        configs[name] = {"binary": binary, "opts": extra_opts, "extra": False}
+        binary, extra_opts, card = CONFIGS[name]
+        configs[name] = {"binary": binary, "opts": extra_opts, "card": card,
+                         "extra": False}
     for v in opts.fork_variant:
         name, _, extra_opts = v.partition("=")
         configs[name] = {"binary": FORK, "opts": "," + extra_opts,
+                         "card": "hda" if "hda" in name else "ac97",
                          "extra": True}
     cases = []
     for setting in opts.settings.split(","):

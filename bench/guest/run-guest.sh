@@ -1,10 +1,11 @@
 #!/bin/bash
 # Boot the audio benchmark guest built by build-guest.sh under TCG, with an
-# AC97 card, and return when the guest powers itself off.
+# AC97 or Intel HDA card, and return when the guest powers itself off.
 #
 # Usage: run-guest.sh QEMU_BINARY OUTDIR [extra qemu args...]
 #
 # Environment:
+#   BENCH_CARD     ac97 (default) or hda (ich9-intel-hda with hda-duplex)
 #   BENCH_APPEND   bench.* parameters for the guest, e.g.
 #                  "bench.period=128 bench.buffer=512 bench.seconds=5";
 #                  empty or unset plays the ~1 s chime demo instead
@@ -57,12 +58,20 @@ done
 # turns a kernel panic into a QEMU exit instead of a hang.
 # --foreground keeps QEMU in the terminal's process group so that
 # -nographic can still read the console when run interactively.
+# The sound card: BENCH_CARD=ac97 (default) or hda, as libvirt's
+# <sound model='ich9'/> makes it (hda-duplex).
+case ${BENCH_CARD:-ac97} in
+    ac97) card=(-device AC97,audiodev=snd0) ;;
+    hda) card=(-device ich9-intel-hda -device hda-duplex,audiodev=snd0) ;;
+    *) echo "run-guest: BENCH_CARD=$BENCH_CARD: want ac97 or hda" >&2; exit 2 ;;
+esac
+
 set +e
 timeout --foreground -k 10 "$timeout" \
     "$qemu" -accel tcg -M q35 -m 256 -nographic -no-reboot -nic none -vga none \
     -kernel "$outdir/vmlinuz" -initrd "$outdir/initrd.img" \
     -append "console=ttyS0 quiet panic=-1 $append" \
-    "${audiodev[@]}" -device AC97,audiodev=snd0 \
+    "${audiodev[@]}" "${card[@]}" \
     "$@" | tee "$outdir/console.log"
 status=${PIPESTATUS[0]}
 set -e

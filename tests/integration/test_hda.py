@@ -9,6 +9,7 @@ ways while playing, paced or not.
 """
 
 import os
+import re
 import shutil
 import tempfile
 
@@ -131,3 +132,33 @@ def test_guest_hda_plays_the_whole_sound():
 
 def test_guest_ac97_plays_the_whole_sound():
     assert_whole_chime(["-device", "AC97,audiodev=snd0"])
+
+
+# --- the command lines users have get the paced codec ----------------------
+
+def codec_properties(args):
+    """`info qtree`'s lines for the HDA codec that @args create."""
+    q = Qemu(["-M", "q35", "-S", "-nodefaults"] + args, qtest=False)
+    try:
+        tree = q.cmd_qmp("human-monitor-command", **{
+            "command-line": "info qtree"})
+    finally:
+        q.quit()
+    block = re.search(r"dev: hda-(duplex|output|micro).*?(?=\n\s*dev: |\Z)",
+                      tree, re.S)
+    assert block, "no HDA codec in the qtree:\n" + tree
+    return block.group(0)
+
+
+def test_legacy_and_libvirt_command_lines_get_pacing():
+    """-soundhw hda (2019), -audio pa,model=hda (7.1 on), and libvirt's
+    <sound model='ich9'/> (-device ich9-intel-hda -device hda-duplex)."""
+    for args in (["-soundhw", "hda"],
+                 ["-audio", "none,model=hda"],
+                 ["-audiodev", "none,id=a",
+                  "-device", "ich9-intel-hda,id=sound0,bus=pcie.0,addr=0x1b",
+                  "-device", "hda-duplex,id=sound0-codec0,bus=sound0.0,"
+                             "cad=0,audiodev=a"]):
+        props = codec_properties(args)
+        assert "pacing = true" in props, f"{args}:\n{props}"
+        assert "timer-period = 1000 (0x3e8)" in props, f"{args}:\n{props}"

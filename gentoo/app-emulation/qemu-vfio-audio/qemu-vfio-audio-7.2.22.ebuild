@@ -183,6 +183,7 @@ PATCHES=(
 	"${FORK_S}"/patches/0011-audio-backends-may-ask-to-be-kept-full.patch
 	"${FORK_S}"/patches/0012-audio-drivers-check-their-options-when-parsed.patch
 	"${FORK_S}"/patches/0013-audio-legacy-variables-named-in-errors.patch
+	"${FORK_S}"/patches/0014-hda-codec-pace-dma-by-sample-clock.patch
 )
 
 # The fork's own files, at their paths in the QEMU tree: the same list as
