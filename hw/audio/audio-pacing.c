@@ -413,16 +413,25 @@ void audio_pacing_backend_in(AudioPacing *p, int index, SWVoiceIn *voice,
 
 /* --- life cycle ----------------------------------------------------------- */
 
+bool audio_pacing_check(const AudioPacing *p, const char *device,
+                        Error **errp)
+{
+    if (p->period_us < PERIOD_MIN_US || p->period_us > PERIOD_MAX_US) {
+        error_setg(errp, "%s timer-period=%u is out of range; accepted "
+                   "values are %u to %u (microseconds)", device,
+                   p->period_us, PERIOD_MIN_US, PERIOD_MAX_US);
+        return false;
+    }
+    return true;
+}
+
 bool audio_pacing_init(AudioPacing *p, const char *device,
                        AudioPacingTransfer *transfer, void *opaque,
                        Error **errp)
 {
     int i;
 
-    if (p->period_us < PERIOD_MIN_US || p->period_us > PERIOD_MAX_US) {
-        error_setg(errp, "%s timer-period=%u is out of range; accepted "
-                   "values are %u to %u (microseconds)", device,
-                   p->period_us, PERIOD_MIN_US, PERIOD_MAX_US);
+    if (!audio_pacing_check(p, device, errp)) {
         return false;
     }
     p->device = device;

@@ -35,6 +35,11 @@ def ac97(props):
     return ["-audiodev", "none,id=a", "-device", f"AC97,audiodev=a,{props}"]
 
 
+def hda(props):
+    return ["-audiodev", "none,id=a", "-device", "ich9-intel-hda",
+            "-device", f"hda-duplex,audiodev=a,{props}"]
+
+
 def legacy(**env):
     return dict(QEMU_AUDIO_DRV="pa", **env)
 
@@ -96,6 +101,15 @@ ROWS = [
      ["Parameter 'timer-period' expects integer"]),
     (ac97("use-timer=maybe"), {}, EXIT,
      ["Parameter 'use-timer' expects 'on' or 'off'"]),
+    # HDA codecs' pacing properties
+    (hda("timer-period=0"), {}, EXIT,
+     ["hda-duplex timer-period=0 is out of range", "100 to 10000"]),
+    (hda("timer-period=20000"), {}, EXIT,
+     ["timer-period=20000 is out of range", "100 to 10000"]),
+    (hda("timer-period=abc"), {}, EXIT,
+     ["Parameter 'timer-period' expects integer"]),
+    (hda("pacing=maybe"), {}, EXIT,
+     ["Parameter 'pacing' expects 'on' or 'off'"]),
     # kernel_irqchip (applied to the KVM accelerator only)
     (["-accel", "kvm", "-M", "q35,kernel_irqchip=maybe"], {}, EXIT,
      ["kernel-irqchip=maybe", "does not accept value 'maybe'"]),

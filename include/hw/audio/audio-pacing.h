@@ -61,6 +61,9 @@ struct AudioPacing {
 #define AUDIO_PACING_DEFAULT_ENABLED    true
 #define AUDIO_PACING_DEFAULT_PERIOD_US  1000
 
+/* The properties are valid (realize, before anything is set up). */
+bool audio_pacing_check(const AudioPacing *p, const char *device,
+                        Error **errp);
 /* realize/unrealize; @transfer is the device's DMA for one stream. */
 bool audio_pacing_init(AudioPacing *p, const char *device,
                        AudioPacingTransfer *transfer, void *opaque,
