@@ -26,6 +26,7 @@
 #include "qemu/osdep.h"
 #include "qemu/module.h"
 #include "qemu/error-report.h"
+#include "qemu/timer.h"
 #include "qapi/error.h"
 #include "audio.h"
 
@@ -62,6 +63,12 @@
 
 /* Room the server asks for at a time: small, so it asks often. */
 #define PA_MINREQ_MAX_US        1000
+/*
+ * A stream the server has not answered for this long (ms) is asked for
+ * again, then half as often each time, up to the maximum.
+ */
+#define PA_LINK_WAIT_MS         500
+#define PA_LINK_WAIT_MAX_MS     4000
 
 typedef struct PAAudio {
     Audiodev *dev;
@@ -81,6 +88,8 @@ struct PAStream {
     pa_channel_map map;
 
     pa_stream *stream;          /* NULL while there is no server */
+    QEMUTimer *link_timer;      /* the server has not answered it yet */
+    int64_t link_wait_ms;
     bool enabled;
     uint32_t latency_us;        /* configured */
     uint32_t target_us;         /* in force, after adaptation */
@@ -200,12 +209,15 @@ static void stream_create(PAStream *ps, pa_context *ctx)
     }
     ps->stream = s;
     ps->stats.streams++;
+    timer_mod(ps->link_timer,
+              qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + ps->link_wait_ms);
     trace_pa_stream_create(ps->name, ps->target_us, ba.tlength, ba.prebuf,
                            ba.minreq, ba.fragsize, ba.maxlength);
 }
 
 static void stream_drop(PAStream *ps)
 {
+    timer_del(ps->link_timer);
     if (!ps->stream) {
         return;
     }
@@ -225,7 +237,30 @@ static void client_ready(PAConnClient *client, pa_context *ctx)
     PAStream *ps = container_of(client, PAStream, client);
 
     stream_drop(ps);
+    ps->link_wait_ms = PA_LINK_WAIT_MS;
     stream_create(ps, ctx);
+}
+
+/*
+ * pipewire-pulse answers a new stream once its session manager has linked
+ * it, and a stream that came before the session manager was up (we are
+ * back within 50 ms of a restart of pipewire) may never be linked: the
+ * guest would stay silent.  Ask again, less and less often.
+ */
+static void link_timeout(void *opaque)
+{
+    PAStream *ps = opaque;
+    pa_context *ctx;
+
+    pa_conn_lock(ps->pa->conn);
+    ctx = pa_conn_context(ps->pa->conn);
+    if (ctx && stream_pending(ps)) {
+        trace_pa_stream_unanswered(ps->name, ps->link_wait_ms);
+        ps->link_wait_ms = MIN(ps->link_wait_ms * 2, PA_LINK_WAIT_MAX_MS);
+        stream_drop(ps);
+        stream_create(ps, ctx);
+    }
+    pa_conn_unlock(ps->pa->conn);
 }
 
 static void client_lost(PAConnClient *client)
@@ -685,6 +720,8 @@ static int stream_init(PAStream *ps, PAAudio *pa, bool playback,
 
 static void stream_start(PAStream *ps)
 {
+    ps->link_timer = timer_new_ms(QEMU_CLOCK_REALTIME, link_timeout, ps);
+    ps->link_wait_ms = PA_LINK_WAIT_MS;
     QLIST_INSERT_HEAD(&ps->pa->streams, ps, next);
     pa_conn_lock(ps->pa->conn);
     pa_conn_add_client(ps->pa->conn, &ps->client);
@@ -698,6 +735,7 @@ static void stream_fini(PAStream *ps)
     pa_conn_remove_client(ps->pa->conn, &ps->client);
     stream_drop(ps);
     pa_conn_unlock(ps->pa->conn);
+    timer_free(ps->link_timer);
     g_free(ps->name);
     g_free(ps->device);
     g_free(ps->silence);

@@ -19,9 +19,9 @@ PW_USER = ("qva-desk3", 1703)
 
 
 @contextlib.contextmanager
-def daemon(flavor="pulseaudio"):
+def daemon(flavor="pulseaudio", **kw):
     user = PW_USER if flavor == "pipewire" else USER
-    d = PulseDaemon(ensure_user(*user), flavor).start()
+    d = PulseDaemon(ensure_user(*user), flavor, **kw).start()
     try:
         yield d
     finally:
@@ -361,3 +361,18 @@ def test_pipewire_pulse_restart():
         assert q.wait_line("reconnected to PulseAudio", 5, mark) is not None
         took = wait_connected_again(q, ready)
         assert took < 1.0, f"the stream was back {took:.2f}s after the restart"
+
+
+def test_unanswered_stream_is_asked_for_again():
+    """pipewire-pulse without its session manager accepts a stream and
+    never answers it, as it may when QEMU came back before wireplumber
+    after a restart.  The backend asks again after 0.5 s, then 1, 2, 4 s
+    apart; QEMU runs on."""
+    with daemon("pipewire", session_manager=False) as d, \
+            qemu(pa_args(d.socket) + ["-trace", "pa_stream_unanswered"]) as q:
+        for ms in (500, 1000, 2000):
+            assert q.wait_line(f"no answer from the server in {ms} ms",
+                               ms / 1000 + 3) is not None, q.stderr()
+        s = stream(q)
+        assert s["streams"] >= 4 and not s["connected"], s
+        assert q.alive()
