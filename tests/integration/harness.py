@@ -774,9 +774,23 @@ class QTest(LineSocket):
         return self.irqs.popleft()
 
 
+class PCIFunction:
+    """A PCI function's configuration space, through ports 0xcf8/0xcfc."""
+
+    def __init__(self, qt, devfn):
+        self.qt = qt
+        dev, fn = devfn
+        self.cfg = 0x80000000 | (dev << 11) | (fn << 8)
+
+    def _cfg_write(self, off, v, size):
+        self.qt.outl(0xcf8, self.cfg | (off & 0xfc))
+        port = 0xcfc + (off & 3)
+        {1: self.qt.outb, 2: self.qt.outw, 4: self.qt.outl}[size](port, v)
+
+
 # --- Intel HDA, driven as a guest driver would -----------------------------
 
-class HDAPlayer:
+class HDAPlayer(PCIFunction):
     """ich9-intel-hda's first output stream through its codec's DAC (node
     2 on hda-output, hda-duplex and hda-micro), playing a looped ring of
     four buffers; hda-pacing-test.c has the registers' story."""
@@ -788,16 +802,9 @@ class HDAPlayer:
     TAG = 1
 
     def __init__(self, qt, devfn=(0x1b, 0), buf_frames=RATE // 10):
-        self.qt = qt
-        dev, fn = devfn
-        self.cfg = 0x80000000 | (dev << 11) | (fn << 8)
+        super().__init__(qt, devfn)
         self.buf_bytes = buf_frames * FRAME
         self.corb_wp = 0
-
-    def _cfg_write(self, off, v, size):
-        self.qt.outl(0xcf8, self.cfg | (off & 0xfc))
-        port = 0xcfc + (off & 3)
-        {1: self.qt.outb, 2: self.qt.outw, 4: self.qt.outl}[size](port, v)
 
     def verb(self, nid, verb, payload):
         cmd = nid << 20 | payload | (verb << 8 if verb > 0xf else verb << 16)
@@ -867,7 +874,7 @@ class HDAPlayer:
 
 # --- AC97, driven as a guest driver would ----------------------------------
 
-class AC97Player:
+class AC97Player(PCIFunction):
     """PCM OUT with a ring of 32 buffers, refilled on each interrupt."""
 
     NAM, NABM = 0xd000, 0xd100
@@ -876,20 +883,13 @@ class AC97Player:
     BUF_FRAMES = RATE // 100                    # 10 ms
 
     def __init__(self, qt, devfn=(4, 0), buf_frames=None):
-        self.qt = qt
+        super().__init__(qt, devfn)
         if buf_frames:
             self.BUF_FRAMES = buf_frames
-        dev, fn = devfn
-        self.cfg = 0x80000000 | (dev << 11) | (fn << 8)
         self.chunks = []
         self.next_chunk = 0
         self.irqs = 0
         self.done = False
-
-    def _cfg_write(self, off, v, size):
-        self.qt.outl(0xcf8, self.cfg | (off & 0xfc))
-        port = 0xcfc + (off & 3)
-        {1: self.qt.outb, 2: self.qt.outw, 4: self.qt.outl}[size](port, v)
 
     def setup(self):
         self._cfg_write(0x10, self.NAM | 1, 4)

@@ -15,25 +15,18 @@
  */
 
 #include "qemu/osdep.h"
-#include "qemu/bswap.h"
 #include "ac97-guest.h"
+#include "pcm-counter.h"
 
 #define NS_PER_S            1000000000LL
 #define SMALL_FRAMES        128
 #define SAMPLES_PER_TICK    (RATE / 1000 * 2)   /* 1 ms, both channels */
 
-/* The signal: a frame counter, so any lost or repeated frame shows. */
 static void fill_buffer(AC97 *s, int idx, uint32_t frames, uint32_t first)
 {
     g_autofree int16_t *buf = g_new(int16_t, frames * 2);
-    uint32_t i;
 
-    for (i = 0; i < frames; i++) {
-        uint32_t n = first + i;
-
-        buf[2 * i] = cpu_to_le16(1 + n % 30000);
-        buf[2 * i + 1] = cpu_to_le16(-1 - (int)(n / 30000 % 30000));
-    }
+    pcm_counter_fill(buf, frames, first);
     qtest_memwrite(s->qts, GUEST_PCM + idx * frames * FRAME_BYTES, buf,
                    frames * FRAME_BYTES);
 }
@@ -78,8 +71,10 @@ static void play_ring(AC97 *s, uint32_t frames, int nbufs, Timing *t)
         sr = ac97_ch_readw(&po, NABM_SR);
         new_civ = ac97_ch_readb(&po, NABM_CIV);
         picb = ac97_ch_readw(&po, NABM_PICB);
-        /* Where the DMA is, in samples; no step may move it by more
-         * than a tick's worth. */
+        /*
+         * Where the DMA is, in samples; no step may move it by more
+         * than a tick's worth.
+         */
         pos = (uint64_t)(done + (new_civ + BD_COUNT - civ) % BD_COUNT) *
               frames * 2 + frames * 2 - picb;
         if (pos - last_pos > SAMPLES_PER_TICK + 2) {
@@ -118,31 +113,16 @@ static void check_wav_counter_jump(AC97 *s, uint32_t min_frames,
                                    uint32_t jump_at, uint32_t jump_to)
 {
     g_autofree char *wav = NULL;
-    int16_t *pcm;
-    gsize len;
+    const int16_t *pcm;
     uint32_t i, n;
 
     qtest_quit(s->qts);
     s->qts = NULL;
-    g_assert_true(g_file_get_contents(s->wav_path, &wav, &len, NULL));
-    pcm = (int16_t *)(wav + 44);
-    n = (len - 44) / FRAME_BYTES;
-    while (n && pcm[0] == 0 && pcm[1] == 0) {
-        pcm += 2;
-        n--;
-    }
+    wav = pcm_counter_wav(s->wav_path, &pcm, &n);
     g_assert_cmpuint(n, >=, min_frames);
     for (i = 0; i < min_frames; i++) {
-        uint32_t c = i < jump_at ? i : i - jump_at + jump_to;
-
-        if (le16_to_cpu(pcm[2 * i]) != 1 + c % 30000 ||
-            (int16_t)le16_to_cpu(pcm[2 * i + 1]) !=
-            -1 - (int)(c / 30000 % 30000)) {
-            g_test_message("frame %u is (%d, %d)", i,
-                           (int16_t)le16_to_cpu(pcm[2 * i]),
-                           (int16_t)le16_to_cpu(pcm[2 * i + 1]));
-            g_assert_not_reached();
-        }
+        g_assert_true(pcm_counter_frame_is(pcm, i, i < jump_at ? i :
+                                           i - jump_at + jump_to));
     }
 }
 

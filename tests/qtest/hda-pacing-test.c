@@ -20,6 +20,7 @@
 #include "qemu/bswap.h"
 #include "libqtest.h"
 #include "libqos/pci-pc.h"
+#include "pcm-counter.h"
 
 #define HDA_DEVFN           QPCI_DEVFN(0x1b, 0)
 
@@ -186,19 +187,12 @@ static void hda_verb(HDA *s, uint32_t nid, uint32_t verb, uint32_t payload)
     wr16(s, CORBWP, s->corb_wp);
 }
 
-/* The guest's signal: a frame counter, so a lost or repeated frame shows. */
 static void fill_buffer(HDA *s, uint64_t addr, uint32_t frames,
                         uint32_t first)
 {
     g_autofree int16_t *buf = g_new(int16_t, frames * 2);
-    uint32_t i;
 
-    for (i = 0; i < frames; i++) {
-        uint32_t n = first + i;
-
-        buf[2 * i] = cpu_to_le16(1 + n % 30000);
-        buf[2 * i + 1] = cpu_to_le16(-1 - (int)(n / 30000 % 30000));
-    }
+    pcm_counter_fill(buf, frames, first);
     qtest_memwrite(s->qts, addr, buf, frames * FRAME_BYTES);
 }
 
@@ -318,32 +312,18 @@ static void check_wav_counter(HDA *s, uint32_t min_frames,
                               uint32_t max_frames)
 {
     g_autofree char *wav = NULL;
-    int16_t *pcm;
-    gsize len;
+    const int16_t *pcm;
     uint32_t i, n;
 
     qtest_quit(s->qts);
     s->qts = NULL;
-    g_assert_true(g_file_get_contents(s->wav_path, &wav, &len, NULL));
-    pcm = (int16_t *)(wav + 44);
-    n = (len - 44) / FRAME_BYTES;
-    while (n && pcm[0] == 0 && pcm[1] == 0) {
-        pcm += 2;
-        n--;
-    }
+    wav = pcm_counter_wav(s->wav_path, &pcm, &n);
     g_test_message("wav: %u frames of sound (queued %u to %u)", n,
                    min_frames, max_frames);
     g_assert_cmpuint(n, >=, min_frames);
     g_assert_cmpuint(n, <=, max_frames);
     for (i = 0; i < n; i++) {
-        if (le16_to_cpu(pcm[2 * i]) != 1 + i % 30000 ||
-            (int16_t)le16_to_cpu(pcm[2 * i + 1]) !=
-            -1 - (int)(i / 30000 % 30000)) {
-            g_test_message("frame %u is (%d, %d)", i,
-                           (int16_t)le16_to_cpu(pcm[2 * i]),
-                           (int16_t)le16_to_cpu(pcm[2 * i + 1]));
-            g_assert_not_reached();
-        }
+        g_assert_true(pcm_counter_frame_is(pcm, i, i));
     }
 }
 
