@@ -172,6 +172,32 @@ static bool stream_pending(PAStream *ps)
 static void underflow_cb(pa_stream *s, void *opaque);
 static void overflow_cb(pa_stream *s, void *opaque);
 
+static bool stream_failed(PAStream *ps)
+{
+    return ps->stream && pa_stream_get_state(ps->stream) == PA_STREAM_FAILED;
+}
+
+/*
+ * In libpulse's thread.  pipewire-pulse fails a stream that came before
+ * its session manager could place it (right after a restart, as often as
+ * not with a capture and a playback stream at once, as HDA's duplex codec
+ * has): ask again, as for a stream it does not answer.
+ */
+static void state_cb(pa_stream *s, void *opaque)
+{
+    PAStream *ps = opaque;
+    pa_context *ctx = pa_stream_get_context(s);
+
+    /* A lost connection fails its streams too: that is pa-conn's. */
+    if (pa_stream_get_state(s) == PA_STREAM_FAILED &&
+        pa_context_get_state(ctx) == PA_CONTEXT_READY) {
+        trace_pa_stream_failed(ps->name,
+                               pa_strerror(pa_context_errno(ctx)));
+        timer_mod(ps->link_timer,
+                  qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + ps->link_wait_ms);
+    }
+}
+
 static void stream_create(PAStream *ps, pa_context *ctx)
 {
     pa_stream_flags_t flags = PA_STREAM_INTERPOLATE_TIMING |
@@ -193,6 +219,7 @@ static void stream_create(PAStream *ps, pa_context *ctx)
                     ps->name, pa_strerror(pa_context_errno(ctx)));
         return;
     }
+    pa_stream_set_state_callback(s, state_cb, ps);
     if (ps->playback) {
         pa_stream_set_underflow_callback(s, underflow_cb, ps);
         pa_stream_set_overflow_callback(s, overflow_cb, ps);
@@ -225,6 +252,7 @@ static void stream_drop(PAStream *ps)
         pa_stream_drop(ps->stream);
         ps->peek = NULL;
     }
+    pa_stream_set_state_callback(ps->stream, NULL, NULL);
     pa_stream_set_underflow_callback(ps->stream, NULL, NULL);
     pa_stream_set_overflow_callback(ps->stream, NULL, NULL);
     pa_stream_disconnect(ps->stream);
@@ -244,8 +272,8 @@ static void client_ready(PAConnClient *client, pa_context *ctx)
 /*
  * pipewire-pulse answers a new stream once its session manager has linked
  * it, and a stream that came before the session manager was up (we are
- * back within 50 ms of a restart of pipewire) may never be linked: the
- * guest would stay silent.  Ask again, less and less often.
+ * back within 50 ms of a restart of pipewire) may never be linked, or is
+ * failed: the guest would stay silent.  Ask again, less and less often.
  */
 static void link_timeout(void *opaque)
 {
@@ -254,8 +282,10 @@ static void link_timeout(void *opaque)
 
     pa_conn_lock(ps->pa->conn);
     ctx = pa_conn_context(ps->pa->conn);
-    if (ctx && stream_pending(ps)) {
-        trace_pa_stream_unanswered(ps->name, ps->link_wait_ms);
+    if (ctx && (stream_pending(ps) || stream_failed(ps))) {
+        if (stream_pending(ps)) {
+            trace_pa_stream_unanswered(ps->name, ps->link_wait_ms);
+        }
         ps->link_wait_ms = MIN(ps->link_wait_ms * 2, PA_LINK_WAIT_MAX_MS);
         stream_drop(ps);
         stream_create(ps, ctx);

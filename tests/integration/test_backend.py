@@ -12,7 +12,7 @@ import time
 
 from harness import (AC97Player, FRAME, PulseDaemon, Qemu, RATE,
                      ensure_user, find_pattern, pattern, pattern_complete,
-                     pattern_in_order, qemu_binary)
+                     pattern_in_order, qemu_binary, sound_in)
 
 USER = ("qva-desk1", 1701)
 PW_USER = ("qva-desk3", 1703)
@@ -290,6 +290,37 @@ def test_server_restart_mid_stream():
         assert heard, "no sound after the restart"
         s = stream(q)
         assert s["connected"] and s["reconnects"] == 1, s
+        assert q.alive()
+
+
+def test_stream_back_after_its_sink_is_removed():
+    """The sink a stream plays to goes away (a USB headset unplugged, its
+    module unloaded) and no other sink is there: PulseAudio fails the
+    stream, the server itself staying up.  The guest plays on, and when a
+    sink is back, so is the sound."""
+    with daemon() as d, \
+            qemu(pa_args(d.socket) + ["-trace", "pa_stream_failed"]) as q:
+        wait_connected(q)
+        player = start_playing(q, pattern(RATE * 60))
+        assert player.play(5, until=lambda: player.irqs >= 50)
+        module = next(line.split()[0] for line in
+                      d.pactl("list", "short", "modules").splitlines()
+                      if "module-null-sink" in line)
+        d.pactl("unload-module", module)
+        assert q.wait_line("the server failed it", 5) is not None, \
+            q.stderr()
+        before = player.irqs
+        assert player.play(2, until=lambda: player.irqs >= before + 50)
+        d.pactl("load-module", "module-null-sink", "sink_name=null",
+                "rate=48000", "format=s16le", "channels=2")
+        d.pactl("set-default-sink", "null")
+        rec = d.record()
+        try:
+            # Asked again 0.5, 1, 2, then every 4 s.
+            heard = player.play(8, until=lambda: sound_in(rec.data))
+        finally:
+            rec.stop()
+        assert heard, "no sound once the sink was back\n" + q.stderr()
         assert q.alive()
 
 
