@@ -15,8 +15,7 @@ import tempfile
 
 from guest import Console, build_bench_guest
 from harness import FRAME, HDAPlayer, Qemu, pattern, RATE
-import test_migration
-from test_migration import STOCK, migrate, destination_runs
+from test_migration import STOCK, destination_runs, migrate, pair
 
 
 def hda_args(device_opts=""):
@@ -43,8 +42,8 @@ def destination_plays(dst):
 
 
 def migrate_while_playing(src_binary, dst_binary, src_opts=""):
-    with test_migration.pair(src_binary, dst_binary, src_opts,
-                             args=hda_args) as (src, dst, uri):
+    with pair(src_binary, dst_binary, src_opts,
+              args=hda_args) as (src, dst, uri):
         start_playing(src)
         assert migrate(src, dst, uri) == "completed", dst.stderr()
         destination_plays(dst)

@@ -9,6 +9,7 @@
 #include "qemu/osdep.h"
 #include "qemu/bswap.h"
 #include "ac97-guest.h"
+#include "pcm-counter.h"
 
 AC97 *ac97_start(const char *audiodev, const char *device_opts)
 {
@@ -29,16 +30,11 @@ AC97 *ac97_start(const char *audiodev, const char *device_opts)
 
 AC97 *ac97_start_wav(const char *device_opts)
 {
-    g_autofree char *opts = NULL;
     char *path = NULL;
-    int fd = g_file_open_tmp("ac97-dma-test-XXXXXX.wav", &path, NULL);
-    AC97 *s;
+    g_autofree char *opts = pcm_counter_wav_backend("ac97-dma-test", RATE,
+                                                    &path);
+    AC97 *s = ac97_start(opts, device_opts);
 
-    g_assert_cmpint(fd, >=, 0);
-    close(fd);
-    /* The wav backend at the guest's rate: no resampling in the way. */
-    opts = g_strdup_printf("wav,path=%s,out.frequency=%d", path, RATE);
-    s = ac97_start(opts, device_opts);
     s->wav_path = path;
     return s;
 }
@@ -50,10 +46,7 @@ void ac97_stop(AC97 *s)
     if (s->qts) {
         qtest_quit(s->qts);
     }
-    if (s->wav_path) {
-        unlink(s->wav_path);
-        g_free(s->wav_path);
-    }
+    pcm_counter_wav_remove(s->wav_path);
     g_free(s);
 }
 

@@ -108,15 +108,11 @@ static HDA *hda_start(const char *audiodev, const char *codec,
 /* hda-output on a wav backend at the guest's rate: nothing resampled. */
 static HDA *hda_start_wav(const char *codec_opts)
 {
-    g_autofree char *opts = NULL;
     char *path = NULL;
-    int fd = g_file_open_tmp("hda-pacing-test-XXXXXX.wav", &path, NULL);
-    HDA *s;
+    g_autofree char *opts = pcm_counter_wav_backend("hda-pacing-test", RATE,
+                                                    &path);
+    HDA *s = hda_start(opts, "hda-output", codec_opts);
 
-    g_assert_cmpint(fd, >=, 0);
-    close(fd);
-    opts = g_strdup_printf("wav,path=%s,out.frequency=%d", path, RATE);
-    s = hda_start(opts, "hda-output", codec_opts);
     s->wav_path = path;
     return s;
 }
@@ -128,10 +124,7 @@ static void hda_stop(HDA *s)
     if (s->qts) {
         qtest_quit(s->qts);
     }
-    if (s->wav_path) {
-        unlink(s->wav_path);
-        g_free(s->wav_path);
-    }
+    pcm_counter_wav_remove(s->wav_path);
     g_free(s);
 }
 

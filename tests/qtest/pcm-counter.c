@@ -1,5 +1,6 @@
 /*
- * QTest: a frame counter as the test signal of the sound card qtests
+ * QTest: a frame counter as the test signal of the sound card qtests, and
+ * the wav files their backend records it to
  *
  * Copyright (c) 2026 qemu-vfio-audio developers
  *
@@ -22,6 +23,25 @@ void pcm_counter_fill(int16_t *buf, uint32_t frames, uint32_t first)
 
         buf[2 * i] = cpu_to_le16(1 + n % 30000);
         buf[2 * i + 1] = cpu_to_le16(-1 - (int)(n / 30000 % 30000));
+    }
+}
+
+char *pcm_counter_wav_backend(const char *test, int rate, char **path)
+{
+    g_autofree char *tmpl = g_strdup_printf("%s-XXXXXX.wav", test);
+    int fd = g_file_open_tmp(tmpl, path, NULL);
+
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+    /* At the guest's rate: no resampling in the way. */
+    return g_strdup_printf("wav,path=%s,out.frequency=%d", *path, rate);
+}
+
+void pcm_counter_wav_remove(char *path)
+{
+    if (path) {
+        unlink(path);
+        g_free(path);
     }
 }
 
