@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
 """Audio benchmark: stock Debian QEMU's pa backend against the fork's.
 
-Boots the benchmark guest (bench/guest/) once per case, plays its sawtooth
-through AC97 or Intel HDA into a real PulseAudio daemon with a null sink,
-and measures,
-side by side and under the same conditions:
+Boots the benchmark guest (bench/guest/) once per case, plays its signal
+(a sawtooth beside a frame counter) through AC97 or Intel HDA into a real
+PulseAudio daemon with a null sink, and measures, side by side and under
+the same conditions:
 
   - the stream latency PulseAudio reports (pactl, sampled every ~100 ms),
   - silent gaps and phase breaks in the null sink's monitor,
+  - what share of the guest's frames reached the sink, and how long after
+    the emulated DMA read them (bench/latency.py),
   - the guest's ALSA underruns,
   - QEMU's CPU use,
   - for the fork, what QEMU reports itself (QMP query-audio-streams),
 
 and, as the floor, a native PulseAudio client (bench/native/pa-floor.c)
-playing the same sawtooth with the fork's requests at the same latency:
+playing the same signal with the fork's requests at the same latency:
 what any client at that latency gets on this machine.
 
 It is a benchmark, not a test: it never judges the numbers, it prints a
@@ -42,6 +44,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 import harness  # noqa: E402  (the daemon and recorder the pa tests use)
+sys.path.insert(0, HERE)
+import latency  # noqa: E402  (the DMA probe and the sink's clock)
 
 STOCK = "/usr/bin/qemu-system-x86_64"
 FORK = os.path.join(TOP, "build", "qemu-system-x86_64")
@@ -55,8 +59,9 @@ RUN_GUEST = os.path.join(HERE, "guest", "run-guest.sh")
 BENCH_USER = ("qva-bench", 1760)
 
 RATE = 48000
-# The guest's sawtooth (bench/guest/init): one cycle of rate/1000 frames,
-# left = int(-16384 + 32768 * i / cycle), right = -left.
+# The guest's sawtooth (bench/guest/signal.awk), in the left channel: one
+# cycle of rate/1000 frames, left = int(-16384 + 32768 * i / cycle).  The
+# right channel is the frame counter bench/latency.py reads.
 CYCLE = RATE // 1000
 STEP = 32768 / CYCLE            # rise per frame, 682.7
 # Stock QEMU runs its pa stream at 44.1 kHz, so the sawtooth reaches the
@@ -71,8 +76,9 @@ STEP_SLACK = 100
 # A phase break is a jump of more than a quarter frame.  Exact signals
 # stay within 1/680 of a frame, resampled ones within ~1/50.
 BREAK_TOLERANCE = 0.25
-# The sawtooth itself passes through (0, 0) once per cycle, so a silent
-# gap is two or more zero frames in a row.
+# At another rate than 48 kHz the right channel is -left, and the frame
+# passes through (0, 0) once per cycle, so a silent gap is two or more
+# zero frames in a row.
 MIN_GAP = 2
 # The fork raises its latency after underruns, mostly in the first
 # seconds; gaps after this many seconds of signal are counted apart too.
@@ -111,6 +117,11 @@ DAEMON_PRIORITY = {
     "rtkit": "I/O threads SCHED_RR 5 and main thread nice -11, as rtkit "
              "grants on a desktop",
     "normal": "daemon at normal priority",
+    # What most desktops run today: pipewire, wireplumber and
+    # pipewire-pulse on a private D-Bus session, as Debian packages them
+    # (harness.PulseDaemon(flavor="pipewire")).
+    "pipewire": "pipewire + wireplumber + pipewire-pulse instead of "
+                "PulseAudio, on a private D-Bus session, at normal priority",
 }
 
 SAMPLE_INTERVAL = 0.1           # pactl, seconds
@@ -164,6 +175,8 @@ def machine_info(fork):
         "cpu": cpu_model(),
         "kernel": " ".join(os.uname()[2:4]),
         "pulseaudio": first_line(["pulseaudio", "--version"]),
+        "pipewire": first_line(["dpkg-query", "-W", "-f", "${Version}",
+                                "pipewire"]),
         "stock": first_line([STOCK, "--version"]),
         "fork": first_line([fork, "--version"]),
         "stress-ng": first_line(["stress-ng", "--version"]),
@@ -287,10 +300,25 @@ def host_times():
     return sum(vals) - idle, sum(vals), vals[7]
 
 
+def wakeups(pid):
+    """Times any thread of @pid went to sleep and was woken (voluntary
+    context switches, summed over its threads)."""
+    n = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        n += int(line.split()[1])
+        except FileNotFoundError:
+            pass                # a thread that just ended
+    return n
+
+
 def snapshot(pid):
     """Everything a CPU ratio between two moments needs."""
     return {"t": time.monotonic(), "qemu_cpu": proc_times(pid)[0],
-            "host": host_times()}
+            "wakeups": wakeups(pid), "host": host_times()}
 
 
 def cpu_ratio(a, b):
@@ -540,7 +568,9 @@ def conditions(case, opts):
     """The sound server, and the load if the case has one, for one run;
     yields the daemon."""
     daemon = harness.PulseDaemon(harness.ensure_user(*BENCH_USER),
-                                 realtime=opts.daemon == "rtkit").start()
+                                 realtime=opts.daemon == "rtkit",
+                                 flavor="pipewire" if opts.daemon ==
+                                 "pipewire" else "pulseaudio").start()
     load = None
     try:
         load = start_load() if case["load"] == "load" else None
@@ -568,6 +598,7 @@ def run_case(case, opts, rundir):
     period, buffer = SETTINGS[case["setting"]]
     tmp = tempfile.mkdtemp(prefix="qva-bench-")
     qmp_path = os.path.join(tmp, "qmp.sock")
+    probe_path = os.path.join(tmp, "probe.sock")
     pidfile = os.path.join(tmp, "qemu.pid")
     append = (f"bench.period={period} bench.buffer={buffer} "
               f"bench.seconds={opts.seconds}")
@@ -580,6 +611,7 @@ def run_case(case, opts, rundir):
             # can still be read.
             cmd = [RUN_GUEST, case["binary"], GUEST, "-audiodev", audiodev,
                    "-qmp", f"unix:{qmp_path},server=on,wait=off",
+                   "-qmp", f"unix:{probe_path},server=on,wait=off",
                    "-pidfile", pidfile, "-no-shutdown"]
             env = dict(os.environ, BENCH_APPEND=append,
                        BENCH_CARD=case["card"], PULSE_COOKIE=daemon.cookie)
@@ -592,6 +624,7 @@ def run_case(case, opts, rundir):
             pid_box = []
             console = Console(proc.stdout, lambda: pid_box[0] if pid_box
                               else None)
+            probe = latency.DmaProbe(probe_path, case["card"])
             pid = wait_for_file(pidfile, proc)
             if pid:
                 pid_box.append(pid)
@@ -600,6 +633,7 @@ def run_case(case, opts, rundir):
                 result["cmdline"] = shlex.join(argv)
             pa_samples, qmp_samples, qmp = sample_until_done(
                 case, daemon, console, proc, qmp_path)
+            probe.stop()
             final = {}
             if pid:
                 final = finish_qemu(proc, qmp, qmp_path, pid, case)
@@ -613,6 +647,8 @@ def run_case(case, opts, rundir):
         shutil.rmtree(tmp, ignore_errors=True)
     save_run(rundir, opts, pcm, console, pa_samples, qmp_samples)
     result.update(summarise(console, pa_samples, qmp_samples, final, pcm))
+    result["sink"] = sink_side(rundir, pcm, rec.stamps, probe.samples, opts,
+                               result, probe.errors)
     return result
 
 
@@ -644,6 +680,10 @@ def run_native_case(case, opts, rundir):
         pcm = rec.stop()
     save_run(rundir, opts, pcm, console, pa_samples, [])
     result.update(summarise(console, pa_samples, [], {}, pcm))
+    reads = [(int(ns) / 1e9, int(frame)) for ns, frame in
+             (line.split()[1:3] for line in console.lines
+              if line.startswith("PA-FLOOR-T "))]
+    result["sink"] = sink_side(rundir, pcm, rec.stamps, reads, opts, result, 0)
     end = console.value("PA-FLOOR-END") or ""
     m = re.search(r"underruns=(\d+)", end)
     result["server_underruns"] = int(m.group(1)) if m else None
@@ -671,6 +711,10 @@ def summarise(console, pa_samples, qmp_samples, final, pcm):
     if "start" in snaps and "end" in snaps:
         out["cpu_play"], out["host_busy"], out["host_steal"] = cpu_ratio(
             snaps["start"], snaps["end"])
+        a, b = snaps["start"], snaps["end"]
+        if b["t"] > a["t"]:
+            out["wakeups_play"] = (b["wakeups"] - a["wakeups"]) / (
+                b["t"] - a["t"])
     if final.get("wall_s"):
         out["cpu_whole"] = final["cpu_s"] / final["wall_s"]
     if final.get("qmp") is not None:
@@ -686,6 +730,35 @@ def summarise(console, pa_samples, qmp_samples, final, pcm):
         out["qmp"]["measured_zero"] = sum(1 for v in measured if not v)
         out["qmp"]["measured_n"] = len(measured)
     out["signal"] = analyse_signal(pcm)
+    return out
+
+
+def sink_side(rundir, pcm, stamps, reads, opts, result, probe_errors):
+    """What reached the sink, and how late: the frame counter of the
+    signal against the source's reads of it (bench/latency.py)."""
+    exact = "48000Hz" in (result.get("stream_spec") or "")
+    played = opts.seconds * RATE
+    offsets, numbers, out = latency.unwrap(pcm, played, 0 if exact else 4)
+    out.update(exact=exact, reads=len(reads), probe_errors=probe_errors)
+    if not numbers:
+        return out
+    with open(os.path.join(rundir, "sink.json"), "w") as f:
+        json.dump({"stamps": stamps, "reads": reads}, f)
+    clock = latency.SinkClock(stamps)
+    if reads:
+        noise = clock.noise(reads[0][0], reads[-1][0])
+        out["chunk_delay_ms"] = None if noise is None else noise * 1000
+    # The monitor has a frame once the sink rendered it; PulseAudio's
+    # sink latency is the time from there until it plays.
+    to_render = [v * 1e6 for v in
+                 latency.latencies(reads, offsets, numbers, clock)]
+    out["render"] = latency_stats(to_render)
+    sink = result["pa_sink"].get("median")
+    buf = result["pa_buffer"].get("median")
+    if out["render"].get("median") is not None and sink is not None:
+        out["absolute"] = latency_stats([v + sink * 1000
+                                         for v in to_render])
+        out["hidden_ms"] = out["render"]["median"] - buf
     return out
 
 
@@ -717,18 +790,34 @@ def result_row(r):
             f"{sig['gaps']} | {sig['late_gaps']} | {fmt(sig['gap_ms'])} | "
             f"{sig['breaks']} | "
             f"{fmt(sig['signal_s'], 2)} | {fmt(r.get('guest_underruns'))} | "
-            f"{pct(r.get('cpu_play'))} | {pct(r.get('cpu_whole'))} | "
+            f"{pct(r.get('cpu_play'))} | {fmt(r.get('wakeups_play'), 0)} | "
+            f"{pct(r.get('cpu_whole'))} | "
             f"{pct(r.get('host_busy'))} | {pct(r.get('host_steal'))} | "
             f"{note.strip()} |")
 
 
+SINK_NOTE = (
+    "kept: the share of the frames the source played (seconds × 48000) "
+    "that reached the sink, by the counter in the signal's right channel; "
+    "lost: frames skipped, repeated: jumps back (a resampled stream, "
+    "stock's 44.1 kHz, is read within ±4 frames); head/tail: frames "
+    "missing before the first and after the last that arrived.  read → "
+    "sink: from the guest's DMA reading a frame (polled through HMP every "
+    "50 ms: the card's position, then the frame there in guest memory) "
+    "or pa-floor handing it to libpulse, to the sink playing it (its "
+    "monitor's timeline plus PulseAudio's sink latency).  hidden: that "
+    "median minus PulseAudio's view (buffer + sink latency): what the "
+    "source holds before PulseAudio sees it; the native client's is the "
+    "measurement's own error.  chunk delay: the recorder's median lateness "
+    "behind its least late chunk (the timeline's noise).")
+
 TABLE_HEAD = (
     "| period/buffer | config | load | PA lat median ms | p95 | p99 | max | "
     f"gaps | gaps after {SETTLED_S} s | gap ms | breaks | signal s | "
-    "guest xruns | CPU % play | CPU % whole | host busy % | steal % | "
-    "notes |\n"
+    "guest xruns | CPU % play | wake-ups/s play | CPU % whole | "
+    "host busy % | steal % | notes |\n"
     "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    "---:|---:|---:|---|")
+    "---:|---:|---:|---:|---|")
 
 
 def qmp_table(results):
@@ -754,6 +843,34 @@ def qmp_table(results):
     return "\n".join(out)
 
 
+def sink_table(results):
+    """Per run: the share of the source's frames that reached the sink,
+    and the latency from its read (a guest's DMA, pa-floor's write) to
+    the sink (bench/latency.py)."""
+    rows = [r for r in results if r.get("sink")]
+    if not rows:
+        return ""
+    out = ["| period/buffer | config | load | kept % | lost | repeated | "
+           "head/tail missing | read → sink median ms | p95 | p99 | "
+           "hidden ms | reads | chunk delay ms |",
+           "|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        k, c = r["sink"], r["case"]
+        period, buffer = SETTINGS[c["setting"]]
+        a = k.get("absolute", {})
+        kept = k.get("kept")
+        out.append(
+            f"| {period}/{buffer} | {c['config']} | {c['load']} | "
+            f"{'–' if kept is None else f'{100 * kept:.3f}'} | "
+            f"{fmt(k.get('lost'))}{'' if k.get('exact') else ' (±4)'} | "
+            f"{fmt(k.get('repeated'))} | "
+            f"{fmt(k.get('head'))}/{fmt(k.get('tail'))} | "
+            f"{fmt(a.get('median'))} | {fmt(a.get('p95'))} | "
+            f"{fmt(a.get('p99'))} | {fmt(k.get('hidden_ms'))} | "
+            f"{k.get('reads')} | {fmt(k.get('chunk_delay_ms'))} |")
+    return "\n".join(out)
+
+
 def ratio(fork, stock, get):
     """get(fork) / get(stock), formatted; '–' if either is missing."""
     a, b = get(fork), get(stock)
@@ -766,8 +883,9 @@ def ratio_table(results):
     by = {(r["case"]["setting"], r["case"]["load"], r["case"]["config"]): r
           for r in results}
     out = ["| period/buffer | load | fork | vs | median latency fork/other | "
-           "CPU play fork/other | CPU whole fork/other |",
-           "|---|---|---|---|---:|---:|---:|"]
+           "CPU play fork/other | wake-ups play fork/other | "
+           "CPU whole fork/other |",
+           "|---|---|---|---|---:|---:|---:|---:|"]
     for (setting, load, config), fork in by.items():
         if config not in ("fork-default", "fork-hda"):
             continue
@@ -781,10 +899,11 @@ def ratio_table(results):
             period, buffer = SETTINGS[setting]
             lat = ratio(fork, stock, lambda r: r["pa_latency"].get("median"))
             play = ratio(fork, stock, lambda r: r.get("cpu_play"))
+            wake = ratio(fork, stock, lambda r: r.get("wakeups_play"))
             whole = ratio(fork, stock, lambda r: r.get("cpu_whole"))
             out.append(f"| {period}/{buffer} | {load} | {config} | "
                        f"{stock_cfg} | "
-                       f"{lat} | {play} | {whole} |")
+                       f"{lat} | {play} | {wake} | {whole} |")
     return "\n".join(out) if len(out) > 2 else ""
 
 
@@ -834,10 +953,11 @@ def render(results, info, opts, started, finished, rundirs):
         "",
         f"- nproc: {info['nproc']}; CPU: {info['cpu']}",
         f"- kernel: {info['kernel']}",
-        f"- PulseAudio: {info['pulseaudio']} (null sink, 48 kHz s16le "
+        f"- PulseAudio: {info['pulseaudio']}; PipeWire: {info['pipewire']} "
+        "(null sink, 48 kHz s16le "
         f"stereo, as a throwaway user; {DAEMON_PRIORITY[opts.daemon]})",
         f"- stock: `{STOCK}`: {info['stock']}",
-        f"- fork: `{FORK}`: {info['fork']}" + (
+        f"- fork: `{opts.fork}`: {info['fork']}" + (
             "" if opts.no_snapshot else
             " (run from a copy taken at the start, path below)") +
         f"; sha256 {info['fork_sha256'][:16]}",
@@ -847,11 +967,12 @@ def render(results, info, opts, started, finished, rundirs):
             ", ".join(f"`{p}`" for p in info["hda_fork_only"]) or "none"),
         f"- load: `stress-ng --cpu {info['nproc']}` ({info['stress-ng']}) "
         "at normal priority, from before QEMU starts until it has quit",
-        "- guest: TCG, q35, aplay to hw:0,0, 1 kHz sawtooth; the card: "
+        "- guest: TCG, q35, aplay to hw:0,0, 1 kHz sawtooth beside a frame "
+        "counter (bench/guest/signal.awk); the card: "
         + "; ".join(f"{k}: {v}" for k, v in CARDS.items()) + " (configs "
         "named -hda play through HDA, the others through AC97)",
         "- native-5ms, native-10ms: no guest and no QEMU: `bench/native/"
-        "pa-floor.c` plays the same sawtooth with the fork's requests at "
+        "pa-floor.c` plays the same signal with the fork's requests at "
         "that latency (tlength = prebuf = latency - 1 ms, minreq "
         "1 ms, early requests), writing what the server asks for as it "
         "asks, at normal priority: the floor for any client at that "
@@ -863,6 +984,10 @@ def render(results, info, opts, started, finished, rundirs):
         *[result_row(r) for r in main],
         "",
     ]
+    sink = sink_table(main)
+    if sink:
+        lines += ["## At the sink: what arrived, and when (frame counter)",
+                  "", SINK_NOTE, "", sink, ""]
     ratios = ratio_table(main)
     if ratios:
         lines += ["## Fork default vs stock and the native floor", "",
@@ -922,10 +1047,14 @@ def parse_args(argv):
                         " reported in a separate section)")
     p.add_argument("--daemon", choices=sorted(DAEMON_PRIORITY),
                    default="normal",
-                   help="the sound server's scheduling: normal (default) or "
-                        "rtkit (as rtkit grants on a desktop)")
+                   help="the sound server: PulseAudio at normal priority "
+                        "(normal, the default) or with what rtkit grants on "
+                        "a desktop (rtkit), or pipewire-pulse (pipewire)")
     p.add_argument("--output", help="Markdown file (default bench/results/"
                                     "RESULTS-<date>.md)")
+    p.add_argument("--fork", default=FORK, metavar="BINARY",
+                   help="the fork's binary (default build/qemu-system-x86_64"
+                        "), e.g. a copy of an earlier build to compare with")
     p.add_argument("--no-snapshot", action="store_true",
                    help="run build/qemu-system-x86_64 in place instead of "
                         "a copy taken at the start")
@@ -974,7 +1103,7 @@ def main():
                                          f"RESULTS-{stamp}.md")
     runs = os.path.join(TOP, "bench", "out", "runs",
                         time.strftime("%Y%m%d-%H%M%S"))
-    fork = FORK if opts.no_snapshot else snapshot_fork(FORK, runs)
+    fork = opts.fork if opts.no_snapshot else snapshot_fork(opts.fork, runs)
     for c in cases:
         if c["binary"] == FORK:
             c["binary"] = fork

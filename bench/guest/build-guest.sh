@@ -219,6 +219,8 @@ install -m 0755 "$here/init" "$rootfs/init"
 # need ten times the sound's length to compute it under TCG.
 mkdir -p "$rootfs/usr/share/bench"
 "$rootfs/bin/busybox" awk -v rate=48000 -f "$here/chime.awk" >"$rootfs/usr/share/bench/chime.raw"
+# The bench's 48 kHz signal, for the same reason.
+"$rootfs/bin/busybox" awk -f "$here/signal.awk" >"$rootfs/usr/share/bench/signal.raw"
 
 # Fixed timestamps and sorted names make the initrd byte-for-byte
 # reproducible, so an unchanged guest leaves initrd.img untouched.

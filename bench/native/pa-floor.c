@@ -1,6 +1,7 @@
 /*
- * pa-floor: the benchmark's native baseline.  Plays the bench's 1 kHz
- * sawtooth straight to PulseAudio with the fork's 1 ms requests and early
+ * pa-floor: the benchmark's native baseline.  Plays the bench's signal
+ * (bench/guest/signal.awk: a 1 kHz sawtooth beside a frame counter)
+ * straight to PulseAudio with the fork's 1 ms requests and early
  * requests (audio/pa-voice.c), holding its fill one request below the
  * latency, writing whatever the server asks for the moment it asks.  No
  * guest, no QEMU: what it gets is the best any client can get at that
@@ -9,7 +10,10 @@
  *
  * usage: pa-floor SERVER LATENCY_US SECONDS
  * Prints "PA-FLOOR-START", then "PA-FLOOR-END underruns=N" when the last
- * frame has played.
+ * frame has played; every 50 ms or so in between "PA-FLOOR-T NS FRAME":
+ * the CLOCK_MONOTONIC time when it handed the server the frame numbered
+ * FRAME mod 32768, the counterpart of a guest's DMA reading it
+ * (bench/latency.py).
  *
  * Copyright (c) 2026 qemu-vfio-audio developers
  *
@@ -19,11 +23,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
+#include <time.h>
 #include <pulse/pulseaudio.h>
 
 #define RATE 48000
 #define CYCLE (RATE / 1000)     /* frames per sawtooth period */
+#define RAMP 32768              /* frames per counter period */
 #define BITE_MAX_US 1000        /* the backend's PA_MINREQ_MAX_US */
+#define STAMP_NS 50000000       /* how often to say when a frame left */
 
 static const pa_sample_spec spec = {
     .format = PA_SAMPLE_S16LE, .rate = RATE, .channels = 2,
@@ -32,7 +39,8 @@ static const pa_sample_spec spec = {
 static struct {
     pa_mainloop *loop;
     uint64_t frames_left;
-    unsigned phase;
+    uint64_t frame;
+    int64_t next_stamp;
     unsigned underruns;
     uint32_t latency_us;
     int status;
@@ -50,8 +58,17 @@ static void drained(pa_stream *s, int success, void *opaque)
     quit(success ? 0 : 1);
 }
 
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 static void write_cb(pa_stream *s, size_t nbytes, void *opaque)
 {
+    int64_t now;
     size_t frames = nbytes / pa_frame_size(&spec);
     int16_t *buf;
     size_t i;
@@ -69,14 +86,19 @@ static void write_cb(pa_stream *s, size_t nbytes, void *opaque)
     }
     frames = nbytes / pa_frame_size(&spec);
     for (i = 0; i < frames; i++) {
-        int16_t left = -16384 + 32768 * st.phase / CYCLE;
-
-        buf[2 * i] = left;
-        buf[2 * i + 1] = -left;
-        st.phase = (st.phase + 1) % CYCLE;
+        /* As signal.awk's: int() there truncates towards zero too. */
+        buf[2 * i] = (int)(-16384 + 32768.0 * (st.frame % CYCLE) / CYCLE);
+        buf[2 * i + 1] = -16384 + (int)(st.frame % RAMP);
+        st.frame++;
     }
     pa_stream_write(s, buf, frames * pa_frame_size(&spec), NULL, 0,
                     PA_SEEK_RELATIVE);
+    now = now_ns();
+    if (now >= st.next_stamp) {
+        printf("PA-FLOOR-T %lld %u\n", (long long)now,
+               (unsigned)((st.frame - 1) % RAMP));
+        st.next_stamp = now + STAMP_NS;
+    }
     st.frames_left -= frames;
     if (!st.frames_left) {
         pa_operation_unref(pa_stream_drain(s, drained, NULL));

@@ -356,6 +356,9 @@ class Recorder:
                       "--latency-msec=50"],
             env=env, stdout=subprocess.PIPE, cwd="/")
         self.data = bytearray()
+        # (arrival time, bytes so far) per chunk: when the sink played
+        # what (bench/latency.py).
+        self.stamps = []
         self.cond = threading.Condition()
         self.thread = threading.Thread(target=self._pump, daemon=True)
         self.thread.start()
@@ -363,11 +366,13 @@ class Recorder:
     def _pump(self):
         while True:
             chunk = self.proc.stdout.read1(65536)
+            t = time.monotonic()
             with self.cond:
                 if not chunk:
                     self.cond.notify_all()
                     return
                 self.data += chunk
+                self.stamps.append((t, len(self.data)))
                 self.cond.notify_all()
 
     def wait_for(self, predicate, timeout):
@@ -700,6 +705,61 @@ class QMP(LineSocket):
                 return None
             if "event" in msg:
                 self.events.append(msg)
+
+
+class MonitorReads:
+    """What a running QEMU's registers and memory hold, read through HMP
+    over a QMP connection: I/O ports, guest-physical memory (MMIO
+    included).  Neither read has a side effect on a sound card."""
+
+    def __init__(self, qmp):
+        self.qmp = qmp
+
+    def _hmp(self, line):
+        return self.qmp.command("human-monitor-command",
+                                **{"command-line": line})
+
+    def port(self, fmt, port):
+        """An I/O port: @fmt b, h or w for 8, 16 or 32 bits."""
+        return int(self._hmp(f"i/{fmt} 0x{port:x}").split("=")[1], 16)
+
+    def mem(self, addr, n=1):
+        """@n 32-bit words at guest-physical @addr."""
+        out = self._hmp(f"xp /{n}wx 0x{addr:x}")
+        return [int(w, 16) for line in out.splitlines()
+                for w in line.split(":", 1)[1].split()]
+
+
+# The sound cards as query-pci names them.
+AC97_ID = (0x8086, 0x2415)
+HDA_IDS = ((0x8086, 0x293e), (0x8086, 0x2668))  # ich9-intel-hda, intel-hda
+# Intel HDA stream descriptors: 0x20 bytes each from 0x80, QEMU's
+# controllers having 4 input streams, then 4 output ones.
+HDA_SD0, HDA_SD_SIZE, HDA_OUTPUT_SDS = 0x80, 0x20, range(4, 8)
+HDA_SD_LPIB = 0x04
+
+
+def hda_running_output(reads, bar):
+    """The MMIO address of the first output stream descriptor the guest
+    runs (RUN set) on the controller at @bar, or None."""
+    for n in HDA_OUTPUT_SDS:
+        sd = bar + HDA_SD0 + HDA_SD_SIZE * n
+        if reads.mem(sd)[0] & 2:
+            return sd
+    return None
+
+
+def pci_bar(devices, ids, bar):
+    """The address the firmware gave BAR @bar of the first function
+    whose (vendor, device) is in @ids, from query-pci's reply @devices;
+    None while unassigned."""
+    for bus in devices:
+        for dev in bus["devices"]:
+            if (dev["id"]["vendor"], dev["id"]["device"]) in ids:
+                for region in dev["regions"]:
+                    if region["bar"] == bar and region["address"] > 0:
+                        return region["address"]
+    return None
 
 
 class QTest(LineSocket):

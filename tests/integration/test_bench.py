@@ -1,11 +1,14 @@
 """The benchmark's own tools, so that a bench run does not fail an hour
 in: the native floor (bench/native/pa-floor.c) builds, plays the bench's
-sawtooth intact at a comfortable latency, and is measured by the same
-analysis as QEMU's runs."""
+signal intact at a comfortable latency, and is measured by the same
+analysis as QEMU's runs; the frame counter's reading (bench/latency.py)
+counts what was lost, repeated and missing."""
 
 import importlib.util
 import os
+import struct
 import subprocess
+import sys
 
 from harness import PulseDaemon, TOP, ensure_user
 
@@ -20,7 +23,47 @@ def run_bench_module():
     return module
 
 
-def test_native_floor_plays_the_sawtooth_intact():
+def signal(frames):
+    """The bench's signal (bench/guest/signal.awk) for these frame
+    numbers, None being a silent frame."""
+    return b"".join(
+        b"\0" * 4 if i is None else
+        struct.pack("<hh", int(-16384 + 32768 * (i % 48) / 48),
+                    -16384 + i % 32768)
+        for i in frames)
+
+
+def test_counter_reading():
+    sys.path.insert(0, os.path.join(TOP, "bench"))
+    import latency
+    # 70000 frames played; a gap, 10 frames lost, 10 played twice, a
+    # wrap of the counter, 100 missing at the end.
+    frames = ([None] * 30 + list(range(1000)) + [None] * 50 +
+              list(range(1000, 40000)) + list(range(40010, 50000)) +
+              list(range(49990, 69900)))
+    _, numbers, st = latency.unwrap(signal(frames), 70000, 0)
+    assert (st["lost"], st["repeated"], st["head"], st["tail"]) == \
+        (10, 1, 0, 100), st
+    assert numbers[-1] == 69899
+    # The same read as a resampled stream would be: a wobble of a few
+    # frames is not a loss.
+    wobbly = [i if i is None or i % 7 != 3 else i + 3 for i in frames]
+    _, _, st = latency.unwrap(signal(wobbly), 70000, 4)
+    assert (st["lost"], st["head"]) == (10, 0), st
+    assert abs(st["tail"] - 100) <= 4, st
+    # Chunks of 1200 frames, each arriving 3 ms after its last frame
+    # played, one 40 ms late; a frame read 5 ms before it played.
+    stamps = [(100 + k * 0.025 + (0.043 if k == 7 else 0.003), k * 4800)
+              for k in range(1, 50)]
+    clock = latency.SinkClock(stamps)
+    offsets, numbers, _ = latency.unwrap(signal(range(48000)), 48000, 0)
+    played = 100.003 + 23999 / 48000
+    got = latency.latencies([(played - 0.005, 23999)], offsets, numbers,
+                            clock)
+    assert len(got) == 1 and abs(got[0] - 0.005) < 1e-6, got
+
+
+def test_native_floor_plays_the_signal_intact():
     rb = run_bench_module()
     rb.build_native()
     daemon = PulseDaemon(ensure_user(*DESK)).start()
@@ -35,11 +78,27 @@ def test_native_floor_plays_the_sawtooth_intact():
     finally:
         daemon.stop()
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines() == ["PA-FLOOR-START",
-                                     "PA-FLOOR-END underruns=0"], p.stdout
+    lines = p.stdout.splitlines()
+    stamps = [line.split()[1:] for line in lines
+              if line.startswith("PA-FLOOR-T ")]
+    assert [line for line in lines if not line.startswith("PA-FLOOR-T ")] \
+        == ["PA-FLOOR-START", "PA-FLOOR-END underruns=0"], p.stdout
+    # One every 50 ms or so.
+    assert len(stamps) >= 10, stamps
     sig = rb.analyse_signal(pcm)
     assert (sig["gaps"], sig["breaks"]) == (0, 0), sig["where"]
     assert abs(sig["signal_s"] - 2.0) < 0.01, sig
+    offsets, numbers, st = rb.latency.unwrap(pcm, 2 * rb.RATE, 0)
+    assert (st["lost"], st["repeated"], st["tail"]) == (0, 0, 0), st
+    # Every frame it said it wrote is found at the sink, not before it
+    # wrote it: the sink's timeline and the counter agree.  (A sink with
+    # room renders a frame the moment it comes, and it plays a sink
+    # latency later: the timeline's noise may put the render a little
+    # before the write, by far less than a millisecond.)
+    reads = [(int(ns) / 1e9, int(frame)) for ns, frame in stamps]
+    lat = rb.latency.latencies(reads, offsets, numbers,
+                               rb.latency.SinkClock(rec.stamps))
+    assert len(lat) == len(reads) and min(lat) > -0.001, lat
 
 
 def test_native_floor_rejects_bad_arguments():
