@@ -1,6 +1,7 @@
 """The bench guest (bench/guest) booted on the built binary, watched from
-outside: its serial console read line by line, and the AC97 PCM OUT DMA
-position read through the monitor while it plays.
+outside: its serial console read line by line, and its sound card's
+playback DMA position (AC97's PCM OUT, or Intel HDA's running output
+stream) read through the monitor while it plays.
 
 A qtest-driven AC97 refills its buffers however the test likes; a real
 snd-intel8x0 driver gives up when the DMA position stops moving (aplay:
@@ -14,12 +15,21 @@ import subprocess
 import threading
 import time
 
-from harness import QMP, TOP, LineSocket, Qemu, connect_unix
+from harness import (AC97_ID, HDA_IDS, HDA_SD_LPIB, QMP, TOP, LineSocket,
+                     MonitorReads, Qemu, connect_unix, hda_running_output,
+                     pci_bar)
 
 GUEST_DIR = os.path.join(TOP, "build", "guest")
 
 # PCM OUT registers in the bus master block (BAR1): CIV, then PICB.
 PO_CIV, PO_PICB = 0x14, 0x18
+# -device arguments of each card, as the bench has them
+# (bench/guest/run-guest.sh); HDA as libvirt's <sound model='ich9'/>.
+CARDS = {
+    "ac97": ["-device", "AC97,audiodev=snd0"],
+    "hda": ["-device", "ich9-intel-hda",
+            "-device", "hda-duplex,audiodev=snd0"],
+}
 
 
 def build_bench_guest():
@@ -62,31 +72,27 @@ class Console(LineSocket):
 
 
 class DmaWatch:
-    """Samples (time, CIV, PICB) of AC97's PCM OUT every @interval s
-    through HMP's I/O port read, which has no side effect on the card."""
+    """Samples (time, position) of the card's playback DMA every
+    @interval s, @position reading it through @reads (MonitorReads), which
+    has no side effect on the card."""
 
-    def __init__(self, qmp, nabm, interval=0.005):
-        self.qmp = qmp
-        self.nabm = nabm
+    def __init__(self, reads, position, interval=0.005):
+        self.reads = reads
+        self.qmp = reads.qmp
+        self.position = position
         self.interval = interval
         self.samples = []
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def _port(self, fmt, port):
-        out = self.qmp.command("human-monitor-command",
-                               **{"command-line": f"i/{fmt} 0x{port:x}"})
-        return int(out.split("=")[1], 16)
-
     def _run(self):
         while not self.stop_event.wait(self.interval):
             try:
-                civ = self._port("b", self.nabm + PO_CIV)
-                picb = self._port("h", self.nabm + PO_PICB)
+                pos = self.position(self.reads)
             except (OSError, ValueError):
                 return
-            self.samples.append((time.monotonic(), civ, picb))
+            self.samples.append((time.monotonic(), pos))
 
     def stop(self):
         self.stop_event.set()
@@ -100,22 +106,24 @@ class DmaWatch:
         of playback is not a stall."""
         moves = []
         last = None
-        for t, civ, picb in self.samples:
+        for t, pos in self.samples:
             if not start <= t <= end:
                 continue
-            if last is not None and (civ, picb) != last:
+            if last is not None and pos != last:
                 moves.append(t)
-            last = (civ, picb)
+            last = pos
         spans = [(b - a, a) for a, b in zip(moves, moves[1:])]
         return sorted(spans, reverse=True), len(moves)
 
 
 class BenchGuest:
-    """The bench guest on q35 under TCG with AC97 on audiodev snd0,
-    playing the bench sawtooth for @seconds (bench/guest/init)."""
+    """The bench guest on q35 under TCG with @card ("ac97" or "hda") on
+    audiodev snd0, playing the bench signal for @seconds
+    (bench/guest/init)."""
 
     def __init__(self, audiodev, seconds, period=4096, buffer=16384,
-                 extra=("-trace", "pa_conn_*", "-trace", "pa_stream_*")):
+                 extra=("-trace", "pa_conn_*", "-trace", "pa_stream_*"),
+                 card="ac97"):
         guest = build_bench_guest()
         self.seconds = seconds
         self.qemu = Qemu(
@@ -124,28 +132,40 @@ class BenchGuest:
              "-initrd", os.path.join(guest, "initrd.img"),
              "-append", f"console=ttyS0 quiet panic=-1 bench.period={period}"
                         f" bench.buffer={buffer} bench.seconds={seconds}",
-             "-audiodev", audiodev, "-device", "AC97,audiodev=snd0"]
+             "-audiodev", audiodev] + CARDS[card]
             + list(extra), qtest=False, console=True)
+        self.card = card
         self.console = Console(self.qemu.console_path)
         self.dma = None
 
-    def nabm(self):
-        """BAR1 of the AC97 function, as the guest's firmware set it."""
-        for bus in self.qemu.cmd_qmp("query-pci"):
-            for dev in bus["devices"]:
-                if (dev["id"]["vendor"], dev["id"]["device"]) == \
-                        (0x8086, 0x2415):
-                    for region in dev["regions"]:
-                        if region["bar"] == 1:
-                            return region["address"]
-        raise AssertionError("no AC97 with an I/O BAR1 in query-pci")
+    def dma_position(self):
+        """How to read the playback DMA's position, as the guest's
+        firmware and driver set the card up."""
+        pci = self.qemu.cmd_qmp("query-pci")
+        if self.card == "ac97":
+            nabm = pci_bar(pci, (AC97_ID,), 1)
+            assert nabm, "no AC97 with an I/O BAR1 in query-pci"
+            return lambda r: (r.port("b", nabm + PO_CIV),
+                              r.port("h", nabm + PO_PICB))
+        bar = pci_bar(pci, HDA_IDS, 0)
+        assert bar, "no Intel HDA with a BAR0 in query-pci"
+        # BENCH-START comes just before aplay opens the card.
+        reads = MonitorReads(self.qemu.connect_qmp())
+        deadline = time.monotonic() + 20
+        while not hda_running_output(reads, bar):
+            assert time.monotonic() < deadline, \
+                "the guest plays, but no HDA output stream runs"
+            time.sleep(0.01)
+        sd = hda_running_output(reads, bar)
+        return lambda r: r.mem(sd + HDA_SD_LPIB)[0]
 
     def wait_playing(self, timeout=120):
         """Boot until the guest starts aplay; then watch the DMA."""
         started = self.console.wait_line("BENCH-START", timeout)
         assert started, "the guest never started playing:\n" + \
             self.console.text()
-        self.dma = DmaWatch(QMP(self.qemu.watch_path), self.nabm())
+        self.dma = DmaWatch(MonitorReads(QMP(self.qemu.watch_path)),
+                            self.dma_position())
         self.start_time = started[0]
         return started[0]
 

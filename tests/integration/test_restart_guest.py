@@ -1,11 +1,11 @@
 """A real guest while the sound server dies, restarts or never starts its
 stream.
 
-The bench guest (snd-intel8x0, aplay of the bench sawtooth with 4096-frame
-periods in a 16384-frame buffer, as desktop players ask) plays through
-the fork while the harness ends the desktop user's real sound server at
-random moments, cleanly or with SIGKILL, and starts it again after 0.3 s,
-3 s or 30 s.  A guest driver gives up when the card's DMA position stops
+The bench guest (snd-intel8x0, or snd-hda-intel on Intel HDA; aplay of the
+bench signal with 4096-frame periods in a 16384-frame buffer, as desktop
+players ask) plays through the fork while the harness ends the desktop
+user's real sound server at random moments, cleanly or with SIGKILL, and
+starts it again after 0.3 s, 3 s or 30 s.  A guest driver gives up when the card's DMA position stops
 moving (aplay: "write error: Input/output error"), and a game then has no
 sound until it reopens the device.  So each test asks: aplay ends with
 status 0; the DMA position, read from outside through the monitor, never
@@ -35,9 +35,9 @@ SOUND_BACK_WITHIN = 10
 
 
 @contextlib.contextmanager
-def playing_guest(d, seconds):
+def playing_guest(d, seconds, card="ac97"):
     g = BenchGuest(f"pa,id=snd0,server=unix:{d.socket},out.frequency=48000",
-                   seconds)
+                   seconds, card=card)
     try:
         g.wait_playing()
         yield g
@@ -65,16 +65,17 @@ def check_guest(g, seconds, what, back=()):
     return stalls
 
 
-def restart_while_playing(flavor, user, schedule, seconds):
-    """Play for @seconds; for each (how, away) of @schedule, at a random
-    moment end the server by @how and start it again @away s later."""
+def restart_while_playing(flavor, user, schedule, seconds, card="ac97"):
+    """Play for @seconds on @card; for each (how, away) of @schedule, at a
+    random moment end the server by @how and start it again @away s
+    later."""
     seed = random.randrange(1 << 32)
     rng = random.Random(seed)
-    what = f"{flavor}, seed {seed}"
+    what = f"{flavor} ({card}), seed {seed}"
     back = []
     d = PulseDaemon(ensure_user(*user), flavor).start()
     try:
-        with playing_guest(d, seconds) as g:
+        with playing_guest(d, seconds, card) as g:
             for how, away in schedule:
                 time.sleep(rng.uniform(0.5, 2.0))
                 assert g.console.wait_line("BENCH-STOPPED", 0) is None, \
@@ -99,6 +100,14 @@ def test_guest_plays_on_across_pulseaudio_restarts():
 def test_guest_plays_on_across_pipewire_restarts():
     restart_while_playing("pipewire", PW_USER,
                           [("kill", 0.3), ("terminate", 3)], 30)
+
+
+def test_hda_guest_plays_on_across_restarts():
+    """Intel HDA (snd-hda-intel), what Windows guests play through, on the
+    same engine: one restart of each server kind."""
+    restart_while_playing("pulseaudio", USER, [("kill", 0.3)], 20, "hda")
+    restart_while_playing("pipewire", PW_USER, [("terminate", 0.3)], 30,
+                          "hda")
 
 
 def test_guest_plays_on_when_the_stream_never_starts():
