@@ -820,55 +820,58 @@ TABLE_HEAD = (
     "---:|---:|---:|---:|---|")
 
 
-def qmp_table(results):
-    rows = [r for r in results if r.get("qmp")]
+def run_table(results, key, head, row):
+    """A table of one row per run that has @key: the Markdown lines of
+    @head, then row(r[key], its case, the case's "period/buffer") each;
+    "" if no run has it."""
+    rows = [r for r in results if r.get(key)]
     if not rows:
         return ""
-    out = ["| period/buffer | config | load | configured ms | in force ms | "
-           "measured median ms | measured max ms | measured 0 | underruns |"
-           " adjustments | tlength B | minreq B |",
-           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = list(head)
     for r in rows:
-        q, c = r["qmp"], r["case"]
-        period, buffer = SETTINGS[c["setting"]]
-        ms = (lambda v: None if v is None else v / 1000)
-        out.append(
-            f"| {period}/{buffer} | {c['config']} | {c['load']} | "
-            f"{fmt(ms(q['configured-latency']))} | {fmt(ms(q['latency']))} | "
-            f"{fmt(q['measured'].get('median'))} | "
-            f"{fmt(q['measured'].get('max'))} | "
-            f"{q['measured_zero']}/{q['measured_n']} | {q['underruns']} | "
-            f"{q['adjustments']} | {fmt(q['tlength'])} | "
-            f"{fmt(q['minreq'])} |")
+        c = r["case"]
+        out.append(row(r[key], c, "%d/%d" % SETTINGS[c["setting"]]))
     return "\n".join(out)
+
+
+def qmp_table(results):
+    def row(q, c, pb):
+        ms = (lambda v: None if v is None else v / 1000)
+        return (f"| {pb} | {c['config']} | {c['load']} | "
+                f"{fmt(ms(q['configured-latency']))} | "
+                f"{fmt(ms(q['latency']))} | "
+                f"{fmt(q['measured'].get('median'))} | "
+                f"{fmt(q['measured'].get('max'))} | "
+                f"{q['measured_zero']}/{q['measured_n']} | "
+                f"{q['underruns']} | {q['adjustments']} | "
+                f"{fmt(q['tlength'])} | {fmt(q['minreq'])} |")
+    return run_table(results, "qmp", [
+        "| period/buffer | config | load | configured ms | in force ms | "
+        "measured median ms | measured max ms | measured 0 | underruns |"
+        " adjustments | tlength B | minreq B |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"], row)
 
 
 def sink_table(results):
     """Per run: the share of the source's frames that reached the sink,
     and the latency from its read (a guest's DMA, pa-floor's write) to
     the sink (bench/latency.py)."""
-    rows = [r for r in results if r.get("sink")]
-    if not rows:
-        return ""
-    out = ["| period/buffer | config | load | kept % | lost | repeated | "
-           "head/tail missing | read → sink median ms | p95 | p99 | "
-           "hidden ms | reads | chunk delay ms |",
-           "|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        k, c = r["sink"], r["case"]
-        period, buffer = SETTINGS[c["setting"]]
+    def row(k, c, pb):
         a = k.get("absolute", {})
         kept = k.get("kept")
-        out.append(
-            f"| {period}/{buffer} | {c['config']} | {c['load']} | "
-            f"{'–' if kept is None else f'{100 * kept:.3f}'} | "
-            f"{fmt(k.get('lost'))}{'' if k.get('exact') else ' (±4)'} | "
-            f"{fmt(k.get('repeated'))} | "
-            f"{fmt(k.get('head'))}/{fmt(k.get('tail'))} | "
-            f"{fmt(a.get('median'))} | {fmt(a.get('p95'))} | "
-            f"{fmt(a.get('p99'))} | {fmt(k.get('hidden_ms'))} | "
-            f"{k.get('reads')} | {fmt(k.get('chunk_delay_ms'))} |")
-    return "\n".join(out)
+        return (f"| {pb} | {c['config']} | {c['load']} | "
+                f"{'–' if kept is None else f'{100 * kept:.3f}'} | "
+                f"{fmt(k.get('lost'))}{'' if k.get('exact') else ' (±4)'} | "
+                f"{fmt(k.get('repeated'))} | "
+                f"{fmt(k.get('head'))}/{fmt(k.get('tail'))} | "
+                f"{fmt(a.get('median'))} | {fmt(a.get('p95'))} | "
+                f"{fmt(a.get('p99'))} | {fmt(k.get('hidden_ms'))} | "
+                f"{k.get('reads')} | {fmt(k.get('chunk_delay_ms'))} |")
+    return run_table(results, "sink", [
+        "| period/buffer | config | load | kept % | lost | repeated | "
+        "head/tail missing | read → sink median ms | p95 | p99 | "
+        "hidden ms | reads | chunk delay ms |",
+        "|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"], row)
 
 
 def ratio(fork, stock, get):
