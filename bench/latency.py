@@ -29,14 +29,20 @@ WRAP_RING = 40
 # played then, so that a clock slightly off shows as a latency slightly
 # below zero, not as one a counter period long.
 BEHIND = 2400
-# AC97's PCM OUT box in the bus master BAR.
-AC97_PO_BDBAR, AC97_PO_CIV, AC97_PO_PICB = 0x10, 0x14, 0x18
 # Intel HDA, within a stream descriptor.
 SD_CBL, SD_BDPL = 8, 0x18       # CBL, then LVI; BDPL, then BDPU
 # The probe reads the frame this far ahead of the DMA (4 ms at 48 kHz):
 # far enough that the DMA has not read it, and the guest not overwritten
 # it, by the time the probe's read arrives.
 AHEAD = 192
+
+
+def floor_reads(lines):
+    """pa-floor's "PA-FLOOR-T NS FRAME" lines among @lines as reads
+    (time, frame mod RAMP), like the probe's."""
+    return [(int(ns) / 1e9, int(frame)) for ns, frame in
+            (line.split()[1:3] for line in lines
+             if line.startswith("PA-FLOOR-T "))]
 
 
 def counter(right):
@@ -87,16 +93,17 @@ class DmaProbe:
         if not cache or len(self.samples) % 20 == 0:
             # The descriptors, read once in a while: the driver writes
             # them when it prepares the stream, not while it runs.
-            bdbar = self.reads.port("w", nabm + AC97_PO_BDBAR)
+            bdbar = self.reads.port("w", nabm + harness.AC97_PO_BDBAR)
             words = self.reads.mem(bdbar, 64)
             cache[:] = [(words[i], 2 * (words[i + 1] & 0xffff))
                         for i in range(0, 64, 2)]
-        civ = self.reads.port("b", nabm + AC97_PO_CIV) & 31
-        t, picb = self._timed(self.reads.port, "h", nabm + AC97_PO_PICB)
+        civ = self.reads.port("b", nabm + harness.AC97_PO_CIV) & 31
+        t, picb = self._timed(self.reads.port, "h",
+                              nabm + harness.AC97_PO_PICB)
         length = cache[civ][1]
         if not picb or 2 * picb > length:
             return None                 # between two buffers
-        if self.reads.port("b", nabm + AC97_PO_CIV) & 31 != civ:
+        if self.reads.port("b", nabm + harness.AC97_PO_CIV) & 31 != civ:
             return None                 # a buffer ended meanwhile
         v = self._last_read(cache[civ:] + cache[:civ], length - 2 * picb)
         return None if v is None else (t, v)

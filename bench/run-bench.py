@@ -680,10 +680,9 @@ def run_native_case(case, opts, rundir):
         pcm = rec.stop()
     save_run(rundir, opts, pcm, console, pa_samples, [])
     result.update(summarise(console, pa_samples, [], {}, pcm))
-    reads = [(int(ns) / 1e9, int(frame)) for ns, frame in
-             (line.split()[1:3] for line in console.lines
-              if line.startswith("PA-FLOOR-T "))]
-    result["sink"] = sink_side(rundir, pcm, rec.stamps, reads, opts, result, 0)
+    result["sink"] = sink_side(rundir, pcm, rec.stamps,
+                               latency.floor_reads(console.lines), opts,
+                               result, 0)
     end = console.value("PA-FLOOR-END") or ""
     m = re.search(r"underruns=(\d+)", end)
     result["server_underruns"] = int(m.group(1)) if m else None

@@ -15,14 +15,12 @@ import subprocess
 import threading
 import time
 
-from harness import (AC97_ID, HDA_IDS, HDA_SD_LPIB, QMP, TOP, LineSocket,
-                     MonitorReads, Qemu, connect_unix, hda_running_output,
-                     pci_bar)
+from harness import (AC97_ID, AC97_PO_CIV, AC97_PO_PICB, HDA_IDS, HDA_SD_LPIB,
+                     QMP, TOP, LineSocket, MonitorReads, Qemu, connect_unix,
+                     hda_running_output, pci_bar)
 
 GUEST_DIR = os.path.join(TOP, "build", "guest")
 
-# PCM OUT registers in the bus master block (BAR1): CIV, then PICB.
-PO_CIV, PO_PICB = 0x14, 0x18
 # -device arguments of each card, as the bench has them
 # (bench/guest/run-guest.sh); HDA as libvirt's <sound model='ich9'/>.
 CARDS = {
@@ -145,18 +143,17 @@ class BenchGuest:
         if self.card == "ac97":
             nabm = pci_bar(pci, (AC97_ID,), 1)
             assert nabm, "no AC97 with an I/O BAR1 in query-pci"
-            return lambda r: (r.port("b", nabm + PO_CIV),
-                              r.port("h", nabm + PO_PICB))
+            return lambda r: (r.port("b", nabm + AC97_PO_CIV),
+                              r.port("h", nabm + AC97_PO_PICB))
         bar = pci_bar(pci, HDA_IDS, 0)
         assert bar, "no Intel HDA with a BAR0 in query-pci"
         # BENCH-START comes just before aplay opens the card.
         reads = MonitorReads(self.qemu.connect_qmp())
         deadline = time.monotonic() + 20
-        while not hda_running_output(reads, bar):
+        while not (sd := hda_running_output(reads, bar)):
             assert time.monotonic() < deadline, \
                 "the guest plays, but no HDA output stream runs"
             time.sleep(0.01)
-        sd = hda_running_output(reads, bar)
         return lambda r: r.mem(sd + HDA_SD_LPIB)[0]
 
     def wait_playing(self, timeout=120):

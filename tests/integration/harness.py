@@ -732,6 +732,8 @@ class MonitorReads:
 
 # The sound cards as query-pci names them.
 AC97_ID = (0x8086, 0x2415)
+# AC97's PCM OUT box in the bus master block (BAR1).
+AC97_PO_BDBAR, AC97_PO_CIV, AC97_PO_PICB = 0x10, 0x14, 0x18
 HDA_IDS = ((0x8086, 0x293e), (0x8086, 0x2668))  # ich9-intel-hda, intel-hda
 # Intel HDA stream descriptors: 0x20 bytes each from 0x80, QEMU's
 # controllers having 4 input streams, then 4 output ones.

@@ -79,12 +79,11 @@ def test_native_floor_plays_the_signal_intact():
         daemon.stop()
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
-    stamps = [line.split()[1:] for line in lines
-              if line.startswith("PA-FLOOR-T ")]
+    reads = rb.latency.floor_reads(lines)
     assert [line for line in lines if not line.startswith("PA-FLOOR-T ")] \
         == ["PA-FLOOR-START", "PA-FLOOR-END underruns=0"], p.stdout
     # One every 50 ms or so.
-    assert len(stamps) >= 10, stamps
+    assert len(reads) >= 10, reads
     sig = rb.analyse_signal(pcm)
     assert (sig["gaps"], sig["breaks"]) == (0, 0), sig["where"]
     assert abs(sig["signal_s"] - 2.0) < 0.01, sig
@@ -95,7 +94,6 @@ def test_native_floor_plays_the_signal_intact():
     # room renders a frame the moment it comes, and it plays a sink
     # latency later: the timeline's noise may put the render a little
     # before the write, by far less than a millisecond.)
-    reads = [(int(ns) / 1e9, int(frame)) for ns, frame in stamps]
     lat = rb.latency.latencies(reads, offsets, numbers,
                                rb.latency.SinkClock(rec.stamps))
     assert len(lat) == len(reads) and min(lat) > -0.001, lat

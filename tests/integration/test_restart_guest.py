@@ -5,13 +5,13 @@ The bench guest (snd-intel8x0, or snd-hda-intel on Intel HDA; aplay of the
 bench signal with 4096-frame periods in a 16384-frame buffer, as desktop
 players ask) plays through the fork while the harness ends the desktop
 user's real sound server at random moments, cleanly or with SIGKILL, and
-starts it again after 0.3 s, 3 s or 30 s.  A guest driver gives up when the card's DMA position stops
-moving (aplay: "write error: Input/output error"), and a game then has no
-sound until it reopens the device.  So each test asks: aplay ends with
-status 0; the DMA position, read from outside through the monitor, never
-stands still between two moves for longer than STALL_MAX; the guest's own
-clock counts the playback's length; and the guest's sound reaches the
-sink again after every restart.
+starts it again after 0.3 s, 3 s or 30 s.  A guest driver gives up when
+the card's DMA position stops moving (aplay: "write error: Input/output
+error"), and a game then has no sound until it reopens the device.  So
+each test asks: aplay ends with status 0; the DMA position, read from
+outside through the monitor, never stands still between two moves for
+longer than STALL_MAX; the guest's own clock counts the playback's length;
+and the guest's sound reaches the sink again after every restart.
 """
 
 import contextlib
