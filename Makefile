@@ -5,6 +5,10 @@
 #   make check      build and run every test (see buildsys/run-checks)
 #   make check-sanitizers  the fork's tests against an ASan/UBSan build
 #                   (build/qemu-san); fails on any sanitizer report
+#   make fuzz       fuzz AC97's and HDA's code, ours and upstream's, under
+#                   ASan/UBSan (clang, libFuzzer; build/qemu-fuzz) from the
+#                   seeds in tests/fuzz/corpus (FUZZ_ARGS: --seconds N,
+#                   --runs N, --merge, targets; see buildsys/fuzz)
 #   make reconfigure  re-run ./configure with the options it was last given
 #   make install    install under PREFIX (/usr/local), into DESTDIR if set
 #   make uninstall  remove exactly what make install installed there
@@ -32,7 +36,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
 .PHONY: all setup reconfigure prepare check install uninstall deb demo \
-	bench soak check-sanitizers check-upstream-tree gentoo-check clean \
+	bench soak fuzz check-sanitizers check-upstream-tree gentoo-check clean \
 	distclean
 
 all: prepare
@@ -68,6 +72,9 @@ check: all
 
 check-sanitizers: prepare
 	buildsys/check-sanitizers $(BUILD)
+
+fuzz: prepare
+	buildsys/fuzz $(BUILD) $(FUZZ_ARGS)
 
 install: all
 	buildsys/install install $(BUILD) "$(PREFIX)" "$(DESTDIR)"

@@ -44,6 +44,15 @@
  * it that long is not worth playing late when it comes back.
  */
 #define IDLE_NS                 (100 * SCALE_MS)
+/*
+ * After a longer stall of QEMU (a frozen cgroup, a debugger, a host that
+ * swapped) the DMA owes more than its FIFO holds: a card's DMA would have
+ * run on through the guest's ring, and the FIFO keeps only its newest
+ * third of a second anyway.  Moving more only holds the BQL (an hour is
+ * 691 MB at 48 kHz stereo, moved in 1 KiB chunks), and a long enough
+ * stall overflows the transfer's byte count.
+ */
+#define STALL_MAX_NS            (NANOSECONDS_PER_SECOND / 2)
 
 /* --- the FIFO ------------------------------------------------------------- */
 
@@ -157,6 +166,10 @@ static int64_t clock_advance(AudioPacingStream *st)
     st->last_ns = now;
     if (elapsed > STALE_TICKS * p->period_us * SCALE_US) {
         st->since_stall = 0;
+        if (elapsed > STALL_MAX_NS) {
+            trace_audio_pacing_stall(p->device, st->index, elapsed);
+            elapsed = STALL_MAX_NS;
+        }
     }
     st->frac += muldiv64(elapsed * st->rate, 1000000 + st->ppm, 1000000);
     frames = st->frac / NANOSECONDS_PER_SECOND;

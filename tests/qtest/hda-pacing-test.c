@@ -18,92 +18,14 @@
 
 #include "qemu/osdep.h"
 #include "qemu/bswap.h"
-#include "libqtest.h"
-#include "libqos/pci-pc.h"
+#include "hda-guest.h"
 #include "pcm-counter.h"
-
-#define HDA_DEVFN           QPCI_DEVFN(0x1b, 0)
-
-#define GCTL                0x08
-#define GCTL_CRST           0x01
-#define CORBLBASE           0x40
-#define CORBUBASE           0x44
-#define CORBWP              0x48
-#define CORBCTL             0x4c
-#define CORBCTL_RUN         0x02
-#define RIRBLBASE           0x50
-#define RIRBUBASE           0x54
-#define RINTCNT             0x5a
-#define RIRBCTL             0x5c
-#define RIRBCTL_DMA         0x02
-#define DPLBASE             0x70
-#define DPUBASE             0x74
-
-/* Stream descriptors: ICH9 has 4 input streams, then 4 output streams. */
-#define SD_IN0              0x80
-#define SD_OUT0             (0x80 + 4 * 0x20)
-#define SD_CTL              0x00
-#define SD_STS              0x03
-#define SD_LPIB             0x04
-#define SD_CBL              0x08
-#define SD_LVI              0x0c
-#define SD_FMT              0x12
-#define SD_BDPL             0x18
-#define SD_BDPU             0x1c
-#define SD_CTL_SRST         0x01
-#define SD_CTL_RUN          0x02
-#define SD_CTL_IOCE         0x04
-#define SD_STS_BCIS         0x04
-
-/* The codec's widgets (hda-codec-common.h) and verbs */
-#define NID_DAC             2
-#define NID_ADC             4
-#define VERB_SET_STREAM     0x706
-#define VERB_SET_FORMAT     0x2
-#define VERB_GET_PARAM      0xf00
-#define FMT_48K_S16_STEREO  0x0011
-#define FMT_44K_S16_STEREO  0x4011
-#define STREAM_TAG          1
-
-/* Guest memory */
-#define GUEST_CORB          0x100000
-#define GUEST_RIRB          0x101000
-#define GUEST_DP            0x102000
-#define GUEST_BDL           0x103000
-#define GUEST_PCM           0x110000
 
 #define RATE                48000
 #define FRAME_BYTES         4
 #define MS                  (1000 * 1000)
 #define NS_PER_S            1000000000LL
 #define TICK_BYTES          (RATE / 1000 * FRAME_BYTES)
-#define BD_COUNT            32
-
-typedef struct HDA {
-    QTestState *qts;
-    QPCIBus *bus;
-    QPCIDevice *dev;
-    QPCIBar bar;
-    uint8_t corb_wp;
-    char *wav_path;
-} HDA;
-
-static HDA *hda_start(const char *audiodev, const char *codec,
-                      const char *codec_opts)
-{
-    HDA *s = g_new0(HDA, 1);
-
-    s->qts = qtest_initf("-M q35 -nodefaults -audiodev %s,id=snd0 "
-                         "-device ich9-intel-hda,addr=1b.0 "
-                         "-device %s,audiodev=snd0%s", audiodev, codec,
-                         codec_opts);
-    s->bus = qpci_new_pc(s->qts, NULL);
-    s->dev = qpci_device_find(s->bus, HDA_DEVFN);
-    g_assert_nonnull(s->dev);
-    qpci_device_enable(s->dev);
-    s->bar = qpci_iomap(s->dev, 0, NULL);
-    return s;
-}
 
 /* hda-output on a wav backend at the guest's rate: nothing resampled. */
 static HDA *hda_start_wav(const char *codec_opts)
@@ -117,69 +39,6 @@ static HDA *hda_start_wav(const char *codec_opts)
     return s;
 }
 
-static void hda_stop(HDA *s)
-{
-    g_free(s->dev);
-    qpci_free_pc(s->bus);
-    if (s->qts) {
-        qtest_quit(s->qts);
-    }
-    pcm_counter_wav_remove(s->wav_path);
-    g_free(s);
-}
-
-static void wr8(HDA *s, uint64_t reg, uint8_t v)
-{
-    qpci_io_writeb(s->dev, s->bar, reg, v);
-}
-
-static void wr16(HDA *s, uint64_t reg, uint16_t v)
-{
-    qpci_io_writew(s->dev, s->bar, reg, v);
-}
-
-static void wr32(HDA *s, uint64_t reg, uint32_t v)
-{
-    qpci_io_writel(s->dev, s->bar, reg, v);
-}
-
-static uint8_t rd8(HDA *s, uint64_t reg)
-{
-    return qpci_io_readb(s->dev, s->bar, reg);
-}
-
-static uint32_t rd32(HDA *s, uint64_t reg)
-{
-    return qpci_io_readl(s->dev, s->bar, reg);
-}
-
-/* Controller out of reset, CORB and RIRB running, position buffer on. */
-static void hda_controller_init(HDA *s)
-{
-    wr32(s, GCTL, GCTL_CRST);
-    g_assert_cmphex(rd32(s, GCTL) & GCTL_CRST, ==, GCTL_CRST);
-    wr32(s, CORBLBASE, GUEST_CORB);
-    wr32(s, CORBUBASE, 0);
-    wr32(s, RIRBLBASE, GUEST_RIRB);
-    wr32(s, RIRBUBASE, 0);
-    wr16(s, RINTCNT, 0xff);
-    wr8(s, RIRBCTL, RIRBCTL_DMA);
-    wr8(s, CORBCTL, CORBCTL_RUN);
-    wr32(s, DPLBASE, GUEST_DP | 1);
-    wr32(s, DPUBASE, 0);
-}
-
-/* One verb through the CORB, for codec 0. */
-static void hda_verb(HDA *s, uint32_t nid, uint32_t verb, uint32_t payload)
-{
-    uint32_t cmd = nid << 20 | payload;
-
-    cmd |= verb > 0xf ? verb << 8 : verb << 16;
-    s->corb_wp++;
-    qtest_writel(s->qts, GUEST_CORB + 4 * s->corb_wp, cmd);
-    wr16(s, CORBWP, s->corb_wp);
-}
-
 static void fill_buffer(HDA *s, uint64_t addr, uint32_t frames,
                         uint32_t first)
 {
@@ -187,42 +46,6 @@ static void fill_buffer(HDA *s, uint64_t addr, uint32_t frames,
 
     pcm_counter_fill(buf, frames, first);
     qtest_memwrite(s->qts, addr, buf, frames * FRAME_BYTES);
-}
-
-/* @n BDL entries of @bytes each from @pcm, every one with IOC. */
-static void bdl_write(HDA *s, uint64_t pcm, int n, uint32_t bytes)
-{
-    uint32_t e[BD_COUNT * 4];
-    int i;
-
-    for (i = 0; i < n; i++) {
-        e[4 * i] = cpu_to_le32(pcm + i * bytes);
-        e[4 * i + 1] = 0;
-        e[4 * i + 2] = cpu_to_le32(bytes);
-        e[4 * i + 3] = cpu_to_le32(1);
-    }
-    qtest_memwrite(s->qts, GUEST_BDL, e, n * 16);
-}
-
-/* Codec converter @nid and stream @sd on @fmt; run it. */
-static void stream_run(HDA *s, uint64_t sd, uint32_t nid, uint16_t fmt,
-                       int nbufs, uint32_t bytes)
-{
-    hda_verb(s, nid, VERB_SET_FORMAT, fmt);
-    hda_verb(s, nid, VERB_SET_STREAM, STREAM_TAG << 4);
-    wr32(s, sd + SD_CTL, SD_CTL_SRST);
-    wr32(s, sd + SD_CTL, 0);
-    wr32(s, sd + SD_CBL, nbufs * bytes);
-    wr16(s, sd + SD_LVI, nbufs - 1);
-    wr16(s, sd + SD_FMT, fmt);
-    wr32(s, sd + SD_BDPL, GUEST_BDL);
-    wr32(s, sd + SD_BDPU, 0);
-    wr32(s, sd + SD_CTL, STREAM_TAG << 20 | SD_CTL_IOCE | SD_CTL_RUN);
-}
-
-static void stream_stop(HDA *s, uint64_t sd)
-{
-    wr32(s, sd + SD_CTL, STREAM_TAG << 20 | SD_CTL_IOCE);
 }
 
 /* The position buffer's entry of stream descriptor @sd. */
@@ -258,9 +81,9 @@ static void play_ring(HDA *s, uint32_t frames, int nbufs, Timing *t)
     for (i = 0; i < BD_COUNT; i++) {
         fill_buffer(s, GUEST_PCM + i * bytes, frames, queued++ * frames);
     }
-    bdl_write(s, GUEST_PCM, BD_COUNT, bytes);
+    hda_bdl_write(s, GUEST_PCM, BD_COUNT, bytes);
     start = qtest_clock_step(s->qts, 0);
-    stream_run(s, SD_OUT0, NID_DAC, FMT_48K_S16_STEREO, BD_COUNT, bytes);
+    hda_stream_run(s, SD_OUT0, NID_DAC, FMT_48K_S16_STEREO, BD_COUNT, bytes);
 
     while (done < nbufs) {
         uint32_t new_lpib, moved;
@@ -268,7 +91,7 @@ static void play_ring(HDA *s, uint32_t frames, int nbufs, Timing *t)
         now = qtest_clock_step_next(s->qts);
         g_assert_cmpint(now - start, <, (int64_t)(nbufs + 40) *
                         frames * NS_PER_S / RATE);
-        new_lpib = rd32(s, SD_OUT0 + SD_LPIB);
+        new_lpib = hda_readl(s, SD_OUT0 + SD_LPIB);
         if (dma_position(s, SD_OUT0) != new_lpib) {
             t->dp_mismatch++;
         }
@@ -278,7 +101,7 @@ static void play_ring(HDA *s, uint32_t frames, int nbufs, Timing *t)
         }
         pos += moved;
         lpib = new_lpib;
-        if (!(rd8(s, SD_OUT0 + SD_STS) & SD_STS_BCIS)) {
+        if (!(hda_readb(s, SD_OUT0 + SD_STS) & SD_STS_BCIS)) {
             continue;
         }
         while (done < pos / bytes) {
@@ -292,9 +115,9 @@ static void play_ring(HDA *s, uint32_t frames, int nbufs, Timing *t)
             done++;
         }
         t->irqs++;
-        wr8(s, SD_OUT0 + SD_STS, SD_STS_BCIS);
+        hda_writeb(s, SD_OUT0 + SD_STS, SD_STS_BCIS);
     }
-    stream_stop(s, SD_OUT0);
+    hda_stream_stop(s, SD_OUT0);
 }
 
 /*
@@ -370,14 +193,14 @@ static uint32_t moved_in(HDA *s, uint64_t sd, uint32_t nid, uint16_t fmt,
     const uint32_t bytes = 64 * 1024;
     uint32_t before, after;
 
-    bdl_write(s, GUEST_PCM, 4, bytes);
-    stream_run(s, sd, nid, fmt, 4, bytes);
+    hda_bdl_write(s, GUEST_PCM, 4, bytes);
+    hda_stream_run(s, sd, nid, fmt, 4, bytes);
     qtest_clock_step(s->qts, 100 * MS);
-    before = rd32(s, sd + SD_LPIB);
+    before = hda_readl(s, sd + SD_LPIB);
     qtest_clock_step(s->qts, (int64_t)ms * MS);
-    after = rd32(s, sd + SD_LPIB);
+    after = hda_readl(s, sd + SD_LPIB);
     g_assert_cmpuint(dma_position(s, sd), ==, after);
-    stream_stop(s, sd);
+    hda_stream_stop(s, sd);
     return (after + 4 * bytes - before) % (4 * bytes);
 }
 
@@ -441,12 +264,12 @@ static void test_reset_drops(void)
         fill_buffer(s, GUEST_PCM + i * frames * FRAME_BYTES, frames,
                     i * frames);
     }
-    bdl_write(s, GUEST_PCM, 4, frames * FRAME_BYTES);
-    stream_run(s, SD_OUT0, NID_DAC, FMT_48K_S16_STEREO, 4,
+    hda_bdl_write(s, GUEST_PCM, 4, frames * FRAME_BYTES);
+    hda_stream_run(s, SD_OUT0, NID_DAC, FMT_48K_S16_STEREO, 4,
                frames * FRAME_BYTES);
     qtest_clock_step(s->qts, 25 * MS + MS / 2);
-    stream_stop(s, SD_OUT0);
-    wr32(s, GCTL, 0);
+    hda_stream_stop(s, SD_OUT0);
+    hda_writel(s, GCTL, 0);
     qtest_clock_step(s->qts, 100 * MS);
     qtest_quit(s->qts);
     s->qts = NULL;
@@ -455,6 +278,41 @@ static void test_reset_drops(void)
     g_test_message("reset after 25.5 ms: %" G_GSIZE_FORMAT " frames in the "
                    "wav", (len - 44) / FRAME_BYTES);
     g_assert_cmpuint((len - 44) / FRAME_BYTES, <, RATE / 40);
+    hda_stop(s);
+}
+
+/*
+ * QEMU stalled for 5 s (the clock jumps, the tick runs once, late): the
+ * DMA owes five seconds, but what the FIFO cannot hold would only be
+ * read and dropped.  Found with the pacing fuzz target's stalls: after an
+ * hour's stall the tick moved 691 MB through the guest's ring in 1 KiB
+ * chunks with the BQL held, and after some days the byte count
+ * overflowed.  The ring is longer than what may move (1.4 s), so LPIB
+ * shows it all.
+ */
+static void test_long_stall(void)
+{
+    const uint32_t bytes = 8192;
+    const uint32_t cbl = BD_COUNT * bytes;
+    HDA *s = hda_start("none", "hda-output", "");
+    uint32_t before, moved;
+
+    hda_controller_init(s);
+    hda_bdl_write(s, GUEST_PCM, BD_COUNT, bytes);
+    hda_stream_run(s, SD_OUT0, NID_DAC, FMT_48K_S16_STEREO, BD_COUNT, bytes);
+    qtest_clock_step(s->qts, 10 * MS);
+    before = hda_readl(s, SD_OUT0 + SD_LPIB);
+    qtest_clock_stall(s->qts, 5 * NS_PER_S);
+    moved = (hda_readl(s, SD_OUT0 + SD_LPIB) + cbl - before) % cbl;
+    g_test_message("after a 5 s stall the DMA moved %u bytes", moved);
+    g_assert_cmpuint(moved, >=, TICK_BYTES);
+    g_assert_cmpuint(moved, <=, RATE * FRAME_BYTES / 2 + TICK_BYTES);
+
+    /* And it plays on at its rate. */
+    before = hda_readl(s, SD_OUT0 + SD_LPIB);
+    qtest_clock_step(s->qts, 100 * MS);
+    moved = (hda_readl(s, SD_OUT0 + SD_LPIB) + cbl - before) % cbl;
+    g_assert_cmpuint(moved, ==, 100 * TICK_BYTES);
     hda_stop(s);
 }
 
@@ -491,16 +349,16 @@ static void test_hostile_guest(void)
     qtest_memwrite(s->qts, GUEST_BDL, e, sizeof(e));
 
     for (i = 0; i < ARRAY_SIZE(formats); i++) {
-        stream_run(s, SD_OUT0, NID_DAC, formats[i], 4, 8192);
+        hda_stream_run(s, SD_OUT0, NID_DAC, formats[i], 4, 8192);
         qtest_clock_step(s->qts, 30 * MS);
-        wr8(s, SD_OUT0 + SD_STS, SD_STS_BCIS);
-        stream_stop(s, SD_OUT0);
+        hda_writeb(s, SD_OUT0 + SD_STS, SD_STS_BCIS);
+        hda_stream_stop(s, SD_OUT0);
         qtest_clock_step(s->qts, 20 * MS);
     }
     /* A stream number no converter has, and a reset while running. */
-    wr32(s, SD_OUT0 + SD_CTL, 9 << 20 | SD_CTL_RUN);
+    hda_writel(s, SD_OUT0 + SD_CTL, 9 << 20 | SD_CTL_RUN);
     qtest_clock_step(s->qts, 20 * MS);
-    wr32(s, GCTL, 0);
+    hda_writel(s, GCTL, 0);
     qtest_clock_step(s->qts, 20 * MS);
     qtest_qmp_assert_success(s->qts, "{ 'execute': 'query-status' }");
     hda_stop(s);
@@ -514,6 +372,7 @@ int main(int argc, char **argv)
     qtest_add_func("/hda/pacing/rates", test_rates);
     qtest_add_func("/hda/pacing/capture", test_capture);
     qtest_add_func("/hda/pacing/reset-drops", test_reset_drops);
+    qtest_add_func("/hda/pacing/long-stall", test_long_stall);
     qtest_add_func("/hda/pacing/hostile-guest", test_hostile_guest);
 
     return g_test_run();

@@ -184,6 +184,9 @@ PATCHES=(
 	"${FORK_S}"/patches/0012-audio-drivers-check-their-options-when-parsed.patch
 	"${FORK_S}"/patches/0013-audio-legacy-variables-named-in-errors.patch
 	"${FORK_S}"/patches/0014-hda-codec-pace-dma-by-sample-clock.patch
+	"${FORK_S}"/patches/0015-fuzz-instrument-the-audio-layer.patch
+	"${FORK_S}"/patches/0016-audio-a-backend-the-fuzzer-controls.patch
+	"${FORK_S}"/patches/0017-qtest-a-clock-that-stalls.patch
 )
 
 # The fork's own files, at their paths in the QEMU tree: the same list as
