@@ -160,6 +160,9 @@ COOKIE_ROWS = [
      RUNS, ["$PULSE_COOKIE {tmp}/none/cookie", "No such file"]),
     (pa("server=unix:{server}"), {"PULSE_COOKIE": "{tmp}"},
      RUNS, ["$PULSE_COOKIE {tmp}", "not a regular file"]),
+    # Readable, but not the server's: the server refuses the connection.
+    (pa("server=unix:{server}"), {"PULSE_COOKIE": "{tmp}/wrong-cookie"},
+     RUNS, ["unix:{server}", "Access denied"]),
 ]
 
 
@@ -208,6 +211,8 @@ def check_rows(rows, subst):
     tmp = tempfile.mkdtemp(prefix="qva-bad-")
     os.chmod(tmp, 0o755)
     subst = dict(subst, tmp=tmp)
+    with open(os.path.join(tmp, "wrong-cookie"), "wb") as f:
+        f.write(bytes(range(256)))
     base = {"PATH": "/usr/bin:/bin", "HOME": tmp,
             "PULSE_SERVER": f"unix:{tmp}/no-server"}
     kvm = os.access("/dev/kvm", os.R_OK | os.W_OK)
@@ -241,9 +246,9 @@ def test_bad_values_fail_cleanly_or_run():
 
 
 def test_unreadable_cookie_keeps_running():
-    """$PULSE_COOKIE naming a missing file or a directory, with a real
-    server that then refuses: the VM runs on, and the one warning says
-    what is wrong with the cookie."""
+    """$PULSE_COOKIE naming a missing file, a directory or another
+    server's cookie, with a real server that then refuses: the VM runs
+    on, and the one warning says what is wrong."""
     d = PulseDaemon(ensure_user(*USER)).start()
     try:
         check_rows(COOKIE_ROWS, {"server": d.socket})

@@ -1,5 +1,5 @@
-"""A real guest while the sound server dies, restarts or never starts its
-stream.
+"""A real guest while the sound server dies, restarts, suspends its sink or
+never starts its stream.
 
 The bench guest (snd-intel8x0, or snd-hda-intel on Intel HDA; aplay of the
 bench signal with 4096-frame periods in a 16384-frame buffer, as desktop
@@ -11,7 +11,9 @@ error"), and a game then has no sound until it reopens the device.  So
 each test asks: aplay ends with status 0; the DMA position, read from
 outside through the monitor, never stands still between two moves for
 longer than STALL_MAX; the guest's own clock counts the playback's length;
-and the guest's sound reaches the sink again after every restart.
+and the guest's sound reaches the sink again after every restart.  The
+same for a sink the server suspends under the playing stream (what
+`pactl suspend-sink`, a power manager or module-suspend-on-idle does).
 """
 
 import contextlib
@@ -121,3 +123,31 @@ def test_guest_plays_on_when_the_stream_never_starts():
             check_guest(g, seconds, "pipewire-pulse without wireplumber")
     finally:
         d.stop()
+
+
+def suspend_while_playing(flavor, user, seconds, card, away=1.0):
+    """Play for @seconds on @card; 2 s in, the server suspends its sink
+    for @away s under the playing stream."""
+    what = f"{flavor} ({card}), sink suspended for {away} s"
+    d = PulseDaemon(ensure_user(*user), flavor).start()
+    try:
+        with playing_guest(d, seconds, card) as g:
+            time.sleep(2)
+            d.pactl("suspend-sink", "null", "1")
+            time.sleep(away)
+            d.pactl("suspend-sink", "null", "0")
+            resumed = time.monotonic()
+            assert d.hears_sound(SOUND_BACK_WITHIN), \
+                f"{what}: no sound at the sink within {SOUND_BACK_WITHIN} s " \
+                f"of the resume\n{g.qemu.stderr()}"
+            back = [("suspend", away, time.monotonic() - resumed)]
+            assert g.console.wait_line("BENCH-STOPPED", 0) is None, \
+                f"{what}: the playback ended before the sound came back"
+            return check_guest(g, seconds, what, back)
+    finally:
+        d.stop()
+
+
+def test_guest_plays_on_while_the_sink_is_suspended():
+    suspend_while_playing("pulseaudio", USER, 10, "hda")
+    suspend_while_playing("pipewire", PW_USER, 10, "ac97")

@@ -15,17 +15,24 @@ AC97 *ac97_start(const char *audiodev, const char *device_opts)
 {
     AC97 *s = g_new0(AC97, 1);
 
-    s->qts = qtest_initf("-M q35 -nodefaults -audiodev %s,id=snd0 "
-                         "-device AC97,audiodev=snd0,addr=04.0%s", audiodev,
-                         device_opts);
-    s->bus = qpci_new_pc(s->qts, NULL);
-    s->dev = qpci_device_find(s->bus, AC97_DEVFN);
+    QTestState *qts = qtest_initf("-M q35 -nodefaults -audiodev %s,id=snd0 "
+                                  "-device AC97,audiodev=snd0,addr=04.0%s",
+                                  audiodev, device_opts);
+
+    ac97_attach(s, qts, qpci_new_pc(qts, NULL));
+    qtest_irq_intercept_in(s->qts, "ioapic");
+    return s;
+}
+
+void ac97_attach(AC97 *s, QTestState *qts, QPCIBus *bus)
+{
+    s->qts = qts;
+    s->bus = bus;
+    s->dev = qpci_device_find(bus, AC97_DEVFN);
     g_assert_nonnull(s->dev);
     qpci_device_enable(s->dev);
     s->nam = qpci_iomap(s->dev, 0, NULL);
     s->nabm = qpci_iomap(s->dev, 1, NULL);
-    qtest_irq_intercept_in(s->qts, "ioapic");
-    return s;
 }
 
 AC97 *ac97_start_wav(const char *device_opts)

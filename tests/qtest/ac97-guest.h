@@ -87,6 +87,8 @@ AC97 *ac97_start(const char *audiodev, const char *device_opts);
 /* The same on a wav backend at 48 kHz, writing to s->wav_path. */
 AC97 *ac97_start_wav(const char *device_opts);
 void ac97_stop(AC97 *s);
+/* The card at 00:04.0 of @bus, enabled, its BARs mapped (no qtest_init). */
+void ac97_attach(AC97 *s, QTestState *qts, QPCIBus *bus);
 
 void ac97_nam_write(AC97 *s, uint64_t reg, uint16_t val);
 uint16_t ac97_nam_read(AC97 *s, uint64_t reg);

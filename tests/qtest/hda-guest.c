@@ -16,16 +16,23 @@ HDA *hda_start(const char *audiodev, const char *codec,
 {
     HDA *s = g_new0(HDA, 1);
 
-    s->qts = qtest_initf("-M q35 -nodefaults -audiodev %s,id=snd0 "
-                         "-device ich9-intel-hda,addr=1b.0 "
-                         "-device %s,audiodev=snd0%s", audiodev, codec,
-                         codec_opts);
-    s->bus = qpci_new_pc(s->qts, NULL);
-    s->dev = qpci_device_find(s->bus, HDA_DEVFN);
+    QTestState *qts = qtest_initf("-M q35 -nodefaults -audiodev %s,id=snd0 "
+                                  "-device ich9-intel-hda,addr=1b.0 "
+                                  "-device %s,audiodev=snd0%s", audiodev,
+                                  codec, codec_opts);
+
+    hda_attach(s, qts, qpci_new_pc(qts, NULL));
+    return s;
+}
+
+void hda_attach(HDA *s, QTestState *qts, QPCIBus *bus)
+{
+    s->qts = qts;
+    s->bus = bus;
+    s->dev = qpci_device_find(bus, HDA_DEVFN);
     g_assert_nonnull(s->dev);
     qpci_device_enable(s->dev);
     s->bar = qpci_iomap(s->dev, 0, NULL);
-    return s;
 }
 
 void hda_stop(HDA *s)

@@ -81,6 +81,8 @@ typedef struct HDA {
 HDA *hda_start(const char *audiodev, const char *codec,
                const char *codec_opts);
 void hda_stop(HDA *s);
+/* The controller at 00:1b.0 of @bus, enabled, BAR0 mapped. */
+void hda_attach(HDA *s, QTestState *qts, QPCIBus *bus);
 
 void hda_writeb(HDA *s, uint64_t reg, uint8_t v);
 void hda_writew(HDA *s, uint64_t reg, uint16_t v);

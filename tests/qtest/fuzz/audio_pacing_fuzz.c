@@ -94,12 +94,7 @@ static HDA hda;
 
 static void ac97_find(QTestState *s, QPCIBus *bus)
 {
-    ac97.qts = s;
-    ac97.dev = qpci_device_find(bus, AC97_DEVFN);
-    g_assert_nonnull(ac97.dev);
-    qpci_device_enable(ac97.dev);
-    ac97.nam = qpci_iomap(ac97.dev, 0, NULL);
-    ac97.nabm = qpci_iomap(ac97.dev, 1, NULL);
+    ac97_attach(&ac97, s, bus);
 }
 
 static void ac97_run(uint64_t base, uint16_t rate_reg, uint16_t rate,
@@ -167,11 +162,7 @@ static void ac97_fuzz_read(int size, uint16_t offset)
 
 static void hda_find(QTestState *s, QPCIBus *bus)
 {
-    hda.qts = s;
-    hda.dev = qpci_device_find(bus, HDA_DEVFN);
-    g_assert_nonnull(hda.dev);
-    qpci_device_enable(hda.dev);
-    hda.bar = qpci_iomap(hda.dev, 0, NULL);
+    hda_attach(&hda, s, bus);
 }
 
 static void hda_fuzz_start(uint8_t flags, uint16_t format, uint32_t bytes)
