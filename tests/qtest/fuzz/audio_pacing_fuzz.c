@@ -18,6 +18,8 @@
  * default) is a hang and aborts, so libFuzzer keeps it as a crash:
  * libFuzzer's own -timeout cannot fire, since QEMU blocks SIGALRM, and
  * generic-fuzz's timeout ends such an input silently.
+ * QEMU_FUZZ_EXTRA_ARGS adds to QEMU's command line (-trace audio_pacing_*
+ * shows which of the pacing's rules a corpus reaches).
  *
  *   header  flags (1: play, 2: capture, 4: keep full, 8: room to start
  *           with), format (2 bytes: AC97's rate or HDA's SD_FMT), buffer
@@ -360,7 +362,8 @@ static GString *audio_pacing_cmdline(FuzzTarget *t)
     card = t->opaque;
     g_string_append_printf(cmdline, " -display none -machine q35,accel=qtest,"
                            "pit=off,hpet=off -m 64M -nodefaults "
-                           "-audiodev fuzz,id=snd0 %s ", card->args);
+                           "-audiodev fuzz,id=snd0 %s %s ", card->args,
+                           getenv("QEMU_FUZZ_EXTRA_ARGS") ?: "");
     return cmdline;
 }
 
