@@ -122,11 +122,19 @@ static void ac97_fuzz_start(uint8_t flags, uint16_t format, uint32_t bytes)
     }
 }
 
+/* Offsets with the top bit set are the bus master's (BAR1). */
+static QPCIBar ac97_fuzz_bar(uint16_t *offset)
+{
+    bool nabm = *offset & 0x8000;
+
+    *offset %= nabm ? AC97_NABM_SIZE : AC97_NAM_SIZE;
+    return nabm ? ac97.nabm : ac97.nam;
+}
+
 static void ac97_fuzz_write(int size, uint16_t offset, uint32_t value)
 {
-    QPCIBar bar = offset & 0x8000 ? ac97.nabm : ac97.nam;
+    QPCIBar bar = ac97_fuzz_bar(&offset);
 
-    offset %= offset & 0x8000 ? AC97_NABM_SIZE : AC97_NAM_SIZE;
     switch (size) {
     case 0:
         qpci_io_writeb(ac97.dev, bar, offset, value);
@@ -142,9 +150,8 @@ static void ac97_fuzz_write(int size, uint16_t offset, uint32_t value)
 
 static void ac97_fuzz_read(int size, uint16_t offset)
 {
-    QPCIBar bar = offset & 0x8000 ? ac97.nabm : ac97.nam;
+    QPCIBar bar = ac97_fuzz_bar(&offset);
 
-    offset %= offset & 0x8000 ? AC97_NABM_SIZE : AC97_NAM_SIZE;
     switch (size) {
     case 0:
         qpci_io_readb(ac97.dev, bar, offset);
