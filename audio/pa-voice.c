@@ -446,6 +446,15 @@ static bool pa_wants_full_out(HWVoiceOut *hw)
     return full;
 }
 
+static void pa_lost_out(HWVoiceOut *hw, size_t bytes)
+{
+    PAStream *ps = PA_OUT(hw);
+
+    pa_conn_lock(ps->pa->conn);
+    ps->stats.lost += bytes;
+    pa_conn_unlock(ps->pa->conn);
+}
+
 /*
  * The buffer is the stream's own (zero copy).  get and put run in the same
  * main loop iteration, and only the main loop drops streams, so the stream
@@ -985,6 +994,7 @@ static struct audio_pcm_ops pa_pcm_ops = {
     .write            = pa_write,
     .buffer_get_free  = pa_buffer_get_free,
     .wants_full_out   = pa_wants_full_out,
+    .lost_out         = pa_lost_out,
     .get_buffer_out   = pa_get_buffer_out,
     .put_buffer_out   = pa_put_buffer_out,
     .enable_out       = pa_enable_out,

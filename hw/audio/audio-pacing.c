@@ -14,11 +14,12 @@
  * position falls or rises steadily and every interrupt comes within one
  * period of its ideal time.  A small FIFO per stream sits between the DMA
  * and the backend, which runs on its own timer; its fill level, and the
- * room the backend has left, steer the DMA pace by a few hundred ppm, so
- * a backend clock that drifts neither starves nor floods the guest, nor
- * lets the backend's buffer run dry.  The devices (ac97.c, hda-codec.c)
- * only say when a stream's format and state change, do the DMA when asked,
- * and call here instead of AUD_write/AUD_read.
+ * room the backend has left, steer the DMA pace by up to 1 %, so a
+ * backend clock that drifts neither starves nor floods the guest, nor lets
+ * the backend's buffer run dry, and what waited out a stall drains.  The
+ * devices (ac97.c, hda-codec.c) only say when a stream's format and state
+ * change, do the DMA when asked, and call here instead of
+ * AUD_write/AUD_read.
  *
  * Copyright (c) 2026 qemu-vfio-audio developers
  *
@@ -31,12 +32,11 @@
 #include "trace.h"
 
 #define FIFO_MIN_BYTES          (64 * 1024)
-#define PPM_LIMIT               5000
+#define PPM_LIMIT               10000
 #define PPM_PER_TICK_OF_ERROR   1000
 #define PPM_PER_TICK_OF_ROOM    2000
 #define PERIOD_MIN_US           100
 #define PERIOD_MAX_US           10000
-#define STALE_TICKS             4
 /*
  * A backend that has taken nothing for this long (virtual time) is not
  * playing what the guest gives: a server that restarted with its sink
@@ -44,6 +44,13 @@
  * it that long is not worth playing late when it comes back.
  */
 #define IDLE_NS                 (100 * SCALE_MS)
+/*
+ * What waits for a backend that does take, but late (QEMU or the server
+ * stalled; pipewire-pulse's graph pauses some 40 ms right after a stream
+ * starts), plays late rather than not at all, and steering drains it at up
+ * to PPM_LIMIT: 100 ms in 10 s.  Beyond that, it is not worth playing.
+ */
+#define LATE_MAX_NS             (100 * SCALE_MS)
 /*
  * After a longer stall of QEMU (a frozen cgroup, a debugger, a host that
  * swapped) the DMA owes more than its FIFO holds: a card's DMA would have
@@ -115,6 +122,20 @@ static uint32_t whole_frames(AudioPacingStream *st, uint32_t n)
     return MIN(ROUND_UP(n, st->frame), st->fifo.len);
 }
 
+/* LATE_MAX_NS of the stream's format, in bytes. */
+static uint32_t late_bytes(AudioPacingStream *st)
+{
+    return muldiv64(st->rate, LATE_MAX_NS, NANOSECONDS_PER_SECOND) *
+           st->frame;
+}
+
+/* The oldest @n bytes of a playback stream are lost: the backend counts. */
+static void fifo_lose(AudioPacingStream *st, SWVoiceOut *voice, uint32_t n)
+{
+    fifo_drop(&st->fifo, n);
+    AUD_lost_out(voice, n);
+}
+
 /*
  * After each exchange with the backend the FIFO is at its lowest and the
  * backend as full as the DMA could make it.  If the FIFO's low mark stays
@@ -164,12 +185,9 @@ static int64_t clock_advance(AudioPacingStream *st)
     uint64_t frames;
 
     st->last_ns = now;
-    if (elapsed > STALE_TICKS * p->period_us * SCALE_US) {
-        st->since_stall = 0;
-        if (elapsed > STALL_MAX_NS) {
-            trace_audio_pacing_stall(p->device, st->index, elapsed);
-            elapsed = STALL_MAX_NS;
-        }
+    if (elapsed > STALL_MAX_NS) {
+        trace_audio_pacing_stall(p->device, st->index, elapsed);
+        elapsed = STALL_MAX_NS;
     }
     st->frac += muldiv64(elapsed * st->rate, 1000000 + st->ppm, 1000000);
     frames = st->frac / NANOSECONDS_PER_SECOND;
@@ -206,7 +224,6 @@ static void stream_reset(AudioPacingStream *st)
     st->ppm = 0;
     st->low_fill = 0;
     st->low_room = 0;
-    st->since_stall = UINT8_MAX;
     st->fifo.head = st->fifo.len = 0;
 }
 
@@ -320,7 +337,7 @@ int audio_pacing_write(AudioPacing *p, int index, SWVoiceOut *voice,
            whole_frames(st, st->fifo.len + len - st->fifo.size) : 0;
     if (over) {
         trace_audio_pacing_overflow(p->device, st->index, over);
-        fifo_drop(&st->fifo, over);
+        fifo_lose(st, voice, over);
     }
     return fifo_push(&st->fifo, buf, len);
 }
@@ -351,36 +368,29 @@ void audio_pacing_backend_out(AudioPacing *p, int index, SWVoiceOut *voice,
 {
     AudioPacingStream *st = &p->st[index];
     int64_t now = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
-    bool full, idle;
+    uint32_t keep;
+    bool full;
 
     /* What is due goes out now, not a tick later. */
     if (st->running) {
         now = clock_advance(st);
     }
     /*
-     * More than the backend takes, by several ticks, is what the guest
-     * played while QEMU or the sound server stalled; the server has
-     * already filled that time with silence.  Played late it would add
-     * its length to the latency until steering drained it, seconds later:
-     * keep the newest tick of it, as a card whose DMA ran on.  A backend
-     * kept full has no room between its requests by design: there, only
-     * what is left over a few exchanges after QEMU's own stall (the clock
-     * jumped) is stale; right after it, the server's requests for what it
-     * played meanwhile may not be in yet.  Nor is anything worth keeping
-     * that waited for a backend which took nothing for IDLE_NS.
+     * More than the backend takes is what the guest played while QEMU or
+     * the sound server stalled.  The server filled that time with silence
+     * already; dropping it as well would cut into the sound the guest
+     * played, so it plays late (see LATE_MAX_NS, IDLE_NS).  What is
+     * dropped, the oldest, leaves a tick's worth, as a card whose DMA ran
+     * on.
      */
     full = AUD_wants_full_out(voice);
-    idle = now - st->last_take_ns > IDLE_NS;
-    if (st->since_stall < UINT8_MAX) {
-        st->since_stall++;
-    }
-    if ((!full || idle || st->since_stall == STALE_TICKS) && free >= 0 &&
-        st->fifo.len > free + STALE_TICKS * tick_bytes(st)) {
-        uint32_t stale = whole_frames(st, st->fifo.len - free -
-                                          tick_bytes(st));
+    keep = now - st->last_take_ns > IDLE_NS ? 0 :
+           late_bytes(st) - MIN(late_bytes(st), tick_bytes(st));
+    if (free >= 0 && st->fifo.len > free + tick_bytes(st) + keep) {
+        uint32_t n = whole_frames(st, st->fifo.len - free - tick_bytes(st));
 
-        trace_audio_pacing_stale(p->device, st->index, stale);
-        fifo_drop(&st->fifo, stale);
+        trace_audio_pacing_late(p->device, st->index, n, keep == 0);
+        fifo_lose(st, voice, n);
     }
     while (free > 0 && st->fifo.len) {
         uint8_t *src;
@@ -456,7 +466,6 @@ bool audio_pacing_init(AudioPacing *p, const char *device,
         st->pacing = p;
         st->index = i;
         st->frame = 1;
-        st->since_stall = UINT8_MAX;
         st->timer = timer_new_ns(QEMU_CLOCK_VIRTUAL, tick, st);
     }
     return true;

@@ -308,11 +308,15 @@ static void test_long_stall(void)
     g_assert_cmpuint(moved, >=, TICK_BYTES);
     g_assert_cmpuint(moved, <=, RATE * FRAME_BYTES / 2 + TICK_BYTES);
 
-    /* And it plays on at its rate. */
+    /*
+     * And it plays on at its rate, slowed by at most 1 % while what
+     * waited out the stall drains.
+     */
     before = hda_readl(s, SD_OUT0 + SD_LPIB);
     qtest_clock_step(s->qts, 100 * MS);
     moved = (hda_readl(s, SD_OUT0 + SD_LPIB) + cbl - before) % cbl;
-    g_assert_cmpuint(moved, ==, 100 * TICK_BYTES);
+    g_assert_cmpuint(moved, <=, 100 * TICK_BYTES);
+    g_assert_cmpuint(moved, >=, 99 * TICK_BYTES);
     hda_stop(s);
 }
 

@@ -36,7 +36,6 @@ typedef struct AudioPacingStream {
     bool output;
     bool active;                /* the guest runs the stream */
     bool running;               /* and it has a rate: the timer is armed */
-    uint8_t since_stall;        /* backend exchanges since the clock jumped */
     uint32_t rate;              /* frames per second */
     uint32_t frame;             /* bytes per frame */
     int64_t last_ns;

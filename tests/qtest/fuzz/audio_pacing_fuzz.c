@@ -4,7 +4,7 @@
  * Upstream's generic-fuzz steps the virtual clock only to the next timer,
  * and with pacing on that is always the stream's 1 ms tick: QEMU never
  * stalls there, and the "none" backend always has room.  The pacing's
- * stall, stale-drop, overflow and steering paths are never reached.  Here
+ * stall, late-drop, overflow and steering paths are never reached.  Here
  * the fuzzer chooses how long QEMU stalls (qtest's clock_stall: the clock
  * jumps, then each due timer runs once, late), how much the backend takes
  * or gives and whether it asks to be kept full (tests/qtest/fuzz/
