@@ -52,14 +52,21 @@
 
 /*
  * An underrun burst raises the latency once, by a quarter, at least 1 ms;
- * half a second later another burst may raise it again.  After a quiet
- * spell it steps back towards the configured value, 1 ms at a time, so a
- * passing load does not cost latency for the rest of the session.
+ * half a second later another burst may raise it again.  After 2 s without
+ * an underrun it steps back by half of what it is above the configured
+ * value (at least 1 ms), so that 50 ms are back within 1 ms of 5 ms in
+ * some 12 s: a passing load does not cost latency for the rest of the
+ * session.  A level that underruns within 2 s of being stepped down to
+ * is the host's floor for now: the latency stays above it for 4 s, and
+ * twice as long each time that level fails again (up to 5 minutes), so a
+ * host that cannot sustain it hears a gap less and less often.
  */
 #define PA_ADAPT_MIN_STEP_US    1000
 #define PA_ADAPT_HOLDOFF_US     500000
-#define PA_SHRINK_STEP_US       1000
-#define PA_SHRINK_AFTER_US      (30 * 1000000)
+#define PA_SHRINK_MIN_STEP_US   1000
+#define PA_SHRINK_AFTER_US      (2 * 1000000)
+#define PA_FLOOR_KEEP_US        (4 * 1000000)
+#define PA_FLOOR_KEEP_MAX_US    (300 * 1000000LL)
 
 /* Room the server asks for at a time: small, so it asks often. */
 #define PA_MINREQ_MAX_US        1000
@@ -94,8 +101,12 @@ struct PAStream {
     uint32_t latency_us;        /* configured */
     uint32_t target_us;         /* in force, after adaptation */
     uint32_t max_latency_us;
-    int64_t last_adjust_us;
+    int64_t last_raise_us;
+    int64_t last_shrink_us;
     int64_t last_underrun_us;
+    uint32_t floor_us;          /* a level that underran, until floor_end */
+    int64_t floor_end_us;
+    int64_t floor_keep_us;
     bool adapt_logged;
     bool trim_logged;
 
@@ -299,14 +310,13 @@ static void client_lost(PAConnClient *client)
 }
 
 /* With the connection locked. */
-static void set_target(PAStream *ps, uint32_t us, int64_t now)
+static void set_target(PAStream *ps, uint32_t us)
 {
     pa_buffer_attr ba;
     pa_operation *op;
 
     trace_pa_latency(ps->name, ps->target_us, us);
     ps->target_us = us;
-    ps->last_adjust_us = now;
     ps->stats.adjustments++;
     stream_attr(ps, &ba);
     op = pa_stream_set_buffer_attr(ps->stream, &ba, NULL, NULL);
@@ -319,12 +329,23 @@ static void set_target(PAStream *ps, uint32_t us, int64_t now)
 static void maybe_shrink(PAStream *ps)
 {
     int64_t now = g_get_monotonic_time();
+    uint32_t floor = ps->latency_us;
 
-    if (ps->target_us > ps->latency_us && stream_ready(ps) && ps->enabled &&
-        now - ps->last_underrun_us >= PA_SHRINK_AFTER_US &&
-        now - ps->last_adjust_us >= PA_SHRINK_AFTER_US) {
-        set_target(ps, MAX(ps->target_us - PA_SHRINK_STEP_US,
-                           ps->latency_us), now);
+    if (!stream_ready(ps) || !ps->enabled ||
+        now - ps->last_underrun_us < PA_SHRINK_AFTER_US ||
+        now - ps->last_raise_us < PA_SHRINK_AFTER_US ||
+        now - ps->last_shrink_us < PA_SHRINK_AFTER_US) {
+        return;
+    }
+    if (now < ps->floor_end_us) {
+        floor = MAX(floor, ps->floor_us + PA_SHRINK_MIN_STEP_US);
+    }
+    if (ps->target_us > floor) {
+        uint32_t step = MAX((ps->target_us - floor) / 2,
+                            PA_SHRINK_MIN_STEP_US);
+
+        ps->last_shrink_us = now;
+        set_target(ps, MAX(ps->target_us - step, floor));
     }
 }
 
@@ -346,13 +367,23 @@ static void underflow_cb(pa_stream *s, void *opaque)
     ps->stats.underruns++;
     ps->last_underrun_us = now;
     trace_pa_underrun(ps->name, ps->stats.underruns, ps->target_us);
+    if (ps->last_shrink_us > ps->last_raise_us &&
+        now - ps->last_shrink_us < PA_SHRINK_AFTER_US) {
+        /* The level just stepped down to does not hold. */
+        ps->floor_keep_us = ps->floor_us && ps->target_us <= ps->floor_us ?
+                            MIN(ps->floor_keep_us * 2, PA_FLOOR_KEEP_MAX_US) :
+                            PA_FLOOR_KEEP_US;
+        ps->floor_us = ps->target_us;
+        ps->floor_end_us = now + ps->floor_keep_us;
+    }
     if (ps->target_us >= ps->max_latency_us ||
-        now - ps->last_adjust_us < PA_ADAPT_HOLDOFF_US) {
+        now - ps->last_raise_us < PA_ADAPT_HOLDOFF_US) {
         return;
     }
     old = ps->target_us;
+    ps->last_raise_us = now;
     set_target(ps, MIN(old + MAX(old / 4, PA_ADAPT_MIN_STEP_US),
-                       ps->max_latency_us), now);
+                       ps->max_latency_us));
     if (!ps->adapt_logged) {
         ps->adapt_logged = true;
         warn_report("audiodev %s: playback underran at %u us; latency "
