@@ -46,6 +46,7 @@ sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 import harness  # noqa: E402  (the daemon and recorder the pa tests use)
 sys.path.insert(0, HERE)
 import latency  # noqa: E402  (the DMA probe and the sink's clock)
+import disturb  # noqa: E402  (the disturbance case)
 
 STOCK = "/usr/bin/qemu-system-x86_64"
 FORK = os.path.join(TOP, "build", "qemu-system-x86_64")
@@ -80,6 +81,8 @@ BREAK_TOLERANCE = 0.25
 # passes through (0, 0) once per cycle, so a silent gap is two or more
 # zero frames in a row.
 MIN_GAP = 2
+# Gaps and breaks listed with their time (the disturbance plot marks them).
+WHERE_MAX = 2000
 # The fork raises its latency after underruns, mostly in the first
 # seconds; gaps after this many seconds of signal are counted apart too.
 SETTLED_S = 5
@@ -108,7 +111,9 @@ SETTINGS = {
     "main": (256, 1024),        # 5.3 ms periods, 21.3 ms buffer
     "small": (128, 512),        # 2.7 ms periods, 10.7 ms buffer
 }
-LOADS = ("idle", "load")
+# disturb: both cores loaded for the middle quarter of the run only
+# (bench/disturb.py); run it with --seconds 60.
+LOADS = ("idle", "load", "disturb")
 
 # A desktop's sound server gets real-time scheduling from rtkit; here
 # there is no rtkit (nor D-Bus system bus), so the bench grants the same
@@ -205,7 +210,7 @@ def apt_install(*pkgs):
                    env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
 
 
-def ensure_prerequisites(need_load):
+def ensure_prerequisites(need_load, need_plot):
     if os.geteuid() != 0:
         sys.exit("run-bench: run as root (QEMU runs as root, as in the "
                  "fork's use case, and the daemon as a throwaway user)")
@@ -215,6 +220,10 @@ def ensure_prerequisites(need_load):
         apt_install("qemu-system-gui")
     if need_load and not shutil.which("stress-ng"):
         apt_install("stress-ng")
+    if need_plot and subprocess.run([disturb.PLOT_PYTHON, "-c",
+                                     "import matplotlib"],
+                                    capture_output=True).returncode:
+        apt_install("python3-matplotlib")
     build_native()
     for binary in (STOCK, FORK):
         if not os.path.exists(binary):
@@ -244,7 +253,7 @@ def build_native():
 
 # --- load ----------------------------------------------------------------
 
-def start_load():
+def start_load(settle=True):
     """One CPU hog per host core at normal priority, in its own process
     group so that stop_load() ends exactly these processes."""
     cmd = ["stress-ng", "--cpu", str(os.cpu_count()), "--quiet"]
@@ -254,7 +263,8 @@ def start_load():
                             stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    time.sleep(1)       # let the workers spin up before QEMU starts
+    if settle:
+        time.sleep(1)   # let the workers spin up before QEMU starts
     return proc
 
 
@@ -437,6 +447,7 @@ def analyse_signal(pcm):
     last = next(i for i in range(n - 1, -1, -1) if left[i] or right[i])
     gaps = gap_frames = breaks = signal_frames = late_gaps = 0
     where = []                  # (seconds into the signal, what), the first
+                                # WHERE_MAX
     zero_run = 0
     ref_phase = None            # phase of the last reliable sample
     since_ref = 0               # signal frames since that sample
@@ -451,7 +462,7 @@ def analyse_signal(pcm):
             gap_frames += zero_run
             if i - first >= SETTLED_S * RATE:
                 late_gaps += 1
-            if len(where) < 40:
+            if len(where) < WHERE_MAX:
                 where.append((round((i - first) / RATE, 4),
                               f"gap {zero_run}"))
         elif zero_run:
@@ -472,7 +483,7 @@ def analyse_signal(pcm):
                     err -= CYCLE
                 if abs(err) > BREAK_TOLERANCE:
                     breaks += 1
-                    if len(where) < 40:
+                    if len(where) < WHERE_MAX:
                         where.append((round((i - first) / RATE, 4),
                                       f"break {err:+.2f}"))
             ref_phase, since_ref = phase, 0
@@ -506,15 +517,18 @@ def wait_for_file(path, proc, timeout=30):
     return None
 
 
-def sample_until_done(case, daemon, console, proc, qmp_path):
+def sample_until_done(case, daemon, console, proc, qmp_path, dist=None):
     """Sample PulseAudio's stream latency (and the fork's own view) while
-    the guest runs; return (pactl samples, QMP samples, the QMP
-    connection if one was opened)."""
+    the guest runs, and disturb it if @dist; return (pactl samples, QMP
+    samples, the QMP connection if one was opened)."""
     pa_samples, qmp_samples = [], []
     qmp = None
     next_qmp = 0.0
+    interval = QMP_INTERVAL if dist is None else SAMPLE_INTERVAL
     while proc.poll() is None and console.done not in console.marks:
         t = time.monotonic()
+        if dist:
+            dist.poll(console.marks.get(console.start), t)
         try:
             s = parse_sink_inputs(daemon.pactl("list", "sink-inputs"))
         except subprocess.CalledProcessError:
@@ -523,7 +537,7 @@ def sample_until_done(case, daemon, console, proc, qmp_path):
             s["t"] = t
             pa_samples.append(s)
         if case["qmp_streams"] and t >= next_qmp:
-            next_qmp = t + QMP_INTERVAL
+            next_qmp = t + interval
             try:
                 qmp = qmp or harness.QMP(qmp_path)
                 st = qmp_playback(qmp)
@@ -566,16 +580,21 @@ def finish_qemu(proc, qmp, qmp_path, pid, case):
 @contextlib.contextmanager
 def conditions(case, opts):
     """The sound server, and the load if the case has one, for one run;
-    yields the daemon."""
+    yields the daemon and the disturbance (None unless the case's load is
+    disturb)."""
     daemon = harness.PulseDaemon(harness.ensure_user(*BENCH_USER),
                                  realtime=opts.daemon == "rtkit",
                                  flavor="pipewire" if opts.daemon ==
                                  "pipewire" else "pulseaudio").start()
-    load = None
+    load = dist = None
     try:
         load = start_load() if case["load"] == "load" else None
-        yield daemon
+        if case["load"] == "disturb":
+            dist = disturb.Disturbance(opts.seconds, start_load, stop_load)
+        yield daemon, dist
     finally:
+        if dist:
+            dist.close()
         stop_load(load)
         daemon.stop()
 
@@ -604,7 +623,7 @@ def run_case(case, opts, rundir):
               f"bench.seconds={opts.seconds}")
     result = {"case": case, "append": append}
     try:
-        with conditions(case, opts) as daemon:
+        with conditions(case, opts) as (daemon, dist):
             audiodev = f"pa,id=snd0,server=unix:{daemon.socket}{case['opts']}"
             # -no-shutdown: the guest's power-off pauses QEMU instead of
             # ending it, so its CPU time and the fork's stream counters
@@ -632,7 +651,7 @@ def run_case(case, opts, rundir):
                     argv = f.read().decode().split("\0")[:-1]
                 result["cmdline"] = shlex.join(argv)
             pa_samples, qmp_samples, qmp = sample_until_done(
-                case, daemon, console, proc, qmp_path)
+                case, daemon, console, proc, qmp_path, dist)
             probe.stop()
             final = {}
             if pid:
@@ -649,6 +668,7 @@ def run_case(case, opts, rundir):
     result.update(summarise(console, pa_samples, qmp_samples, final, pcm))
     result["sink"] = sink_side(rundir, pcm, rec.stamps, probe.samples, opts,
                                result, probe.errors)
+    disturbed(result, dist, console, pa_samples, qmp_samples)
     return result
 
 
@@ -656,7 +676,7 @@ def run_native_case(case, opts, rundir):
     """Play the signal with pa-floor instead of a guest, under the same
     conditions, and measure it the same way."""
     result = {"case": case, "append": "(no guest)"}
-    with conditions(case, opts) as daemon:
+    with conditions(case, opts) as (daemon, dist):
         cmd = [NATIVE, f"unix:{daemon.socket}", case["opts"],
                str(opts.seconds)]
         rec = daemon.record()
@@ -672,7 +692,7 @@ def run_native_case(case, opts, rundir):
                           start="PA-FLOOR-START", end="PA-FLOOR-END",
                           done="PA-FLOOR-END")
         pa_samples, _, _ = sample_until_done(case, daemon, console, proc,
-                                             None)
+                                             None, dist)
         proc.wait()
         console.thread.join(10)
         result["run_s"] = time.monotonic() - t0
@@ -686,7 +706,22 @@ def run_native_case(case, opts, rundir):
     end = console.value("PA-FLOOR-END") or ""
     m = re.search(r"underruns=(\d+)", end)
     result["server_underruns"] = int(m.group(1)) if m else None
+    disturbed(result, dist, console, pa_samples, [])
     return result
+
+
+def disturbed(result, dist, console, pa_samples, qmp_samples):
+    """A disturbed run's timeline and recovery (bench/disturb.py)."""
+    start = console.marks.get(console.start)
+    if not dist or dist.on is None or dist.off is None or start is None:
+        return
+    gaps = [(t, int(what.split()[1]) * 1000 / RATE)
+            for t, what in result["signal"]["where"]
+            if what.startswith("gap")]
+    tl = disturb.timeline(start, pa_samples, qmp_samples, gaps)
+    result["timeline"] = tl
+    result["disturb"] = disturb.summary(tl, dist.on - start,
+                                        dist.off - start)
 
 
 def summarise(console, pa_samples, qmp_samples, final, pcm):
@@ -940,7 +975,26 @@ def stderr_notes(rundirs):
     return "\n".join(out) or "- (none)"
 
 
-def render(results, info, opts, started, finished, rundirs):
+def disturb_section(results, plot):
+    """The disturbed runs: recovery table, and the plot beside it."""
+    rows = [(r["case"]["config"], r["disturb"]) for r in results
+            if r.get("disturb")]
+    if not rows:
+        return []
+    return [f"## Disturbance: both cores loaded from "
+            f"{disturb.ON_AT:.0%} to {disturb.ON_AT + disturb.LASTS:.0%} "
+            "of the run", "",
+            "in force: the fork's latency target (QMP, every 0.1 s); PA "
+            "view: buffer + sink latency (pactl, every 0.1 s, judged on its "
+            f"{disturb.SMOOTH_S:.0f} s running median); before: the median "
+            f"over the {disturb.BEFORE_S:.0f} s before the load; back after: "
+            "seconds from the load's end until the latency is first back "
+            f"within {disturb.WITHIN_MS:.0f} ms of before (– never); gaps: "
+            "silent gaps at the sink, by when they came.", "", disturb.table(rows), "",
+            f"![latency over time]({os.path.basename(plot)})", ""]
+
+
+def render(results, info, opts, started, finished, rundirs, plot=None):
     main = [r for r in results if not r["case"]["extra"]]
     extra = [r for r in results if r["case"]["extra"]]
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(started))
@@ -994,6 +1048,7 @@ def render(results, info, opts, started, finished, rundirs):
     if ratios:
         lines += ["## Fork default vs stock and the native floor", "",
                   ratios, ""]
+    lines += disturb_section(main, plot)
     qt = qmp_table(main)
     if qt:
         lines += ["## The fork's own view (QMP query-audio-streams at the "
@@ -1039,7 +1094,9 @@ def parse_args(argv):
     p.add_argument("--configs", default=",".join(CONFIGS),
                    help=f"comma list of {', '.join(CONFIGS)}")
     p.add_argument("--loads", default=",".join(LOADS),
-                   help="comma list of idle, load")
+                   help="comma list of idle, load, disturb (both cores "
+                        "loaded for the middle quarter of the run only; "
+                        "with --seconds 60)")
     p.add_argument("--settings", default=",".join(SETTINGS),
                    help="comma list of main (256/1024), small (128/512)")
     p.add_argument("--fork-variant", action="append", default=[],
@@ -1098,7 +1155,8 @@ def plan(opts):
 def main():
     opts = parse_args(sys.argv[1:])
     cases = plan(opts)
-    ensure_prerequisites(any(c["load"] == "load" for c in cases))
+    ensure_prerequisites(any(c["load"] != "idle" for c in cases),
+                         any(c["load"] == "disturb" for c in cases))
     started = time.time()
     stamp = time.strftime("%Y-%m-%d", time.localtime(started))
     output = opts.output or os.path.join(HERE, "results",
@@ -1123,8 +1181,15 @@ def main():
         results.append(r)
         log("  " + result_row(r))
     finished = time.time()
-    text = render(results, info, opts, started, finished, rundirs)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    plot = os.path.splitext(output)[0] + "-disturb.png"
+    runs_disturbed = [(r["case"]["config"], r["timeline"], r["disturb"])
+                      for r in results if r.get("disturb")]
+    if runs_disturbed:
+        disturb.plot(runs_disturbed, plot,
+                     f"{opts.daemon}: both host cores loaded for "
+                     f"{opts.seconds * disturb.LASTS:.0f} s")
+    text = render(results, info, opts, started, finished, rundirs, plot)
     with open(output, "w") as f:
         f.write(text)
     with open(os.path.splitext(output)[0] + ".json", "w") as f:

@@ -63,6 +63,37 @@ def test_counter_reading():
     assert len(got) == 1 and abs(got[0] - 0.005) < 1e-6, got
 
 
+def test_disturbance_recovery():
+    """bench/disturb.py's reading of a disturbed run: the level before
+    the load, the peak, when the latency is back within 1 ms to stay,
+    and the gaps by phase."""
+    sys.path.insert(0, os.path.join(TOP, "bench"))
+    import disturb
+    # 5 ms until the load at 22.5 s, 20 ms during it, then down in steps
+    # to 6.1 ms at 40 s (not yet within 1 ms), 5.9 ms at 41 s, a bounce
+    # to 7 ms at 44 s: back 3.5 s after the load.
+    steps = [(0, 5), (22.5, 20), (37.5, 20), (38, 12), (40, 6.1),
+             (41, 5.9), (44, 7), (46, 5)]
+    points = [(t / 10, next(v for a, v in reversed(steps) if a <= t / 10))
+              for t in range(600)]
+    before, peak, back = disturb.recovery(points, 22.5, 37.5)
+    assert (before, peak) == (5, 20)
+    assert abs(back - 3.5) < 0.11, back
+    # Never back: None.
+    stuck = [(t, v if t < 22.5 else 9) for t, v in points]
+    assert disturb.recovery(stuck, 22.5, 37.5)[2] is None
+    # PulseAudio's view is judged on its 1 s running median: one low
+    # sample during the recovery is not being back (half a second late).
+    noisy = [(t, 4.0 if abs(t - 38.5) < 0.01 else v) for t, v in points]
+    back = disturb.recovery(noisy, 22.5, 37.5, smooth=True)[2]
+    assert 3.5 <= back <= 4.1, back
+    tl = disturb.timeline(0, [], [], [(3, 5.3), (30, 5.3), (31, 5.3),
+                                     (40, 5.3), (55, 5.3)])
+    s = disturb.summary(tl, 22.5, 37.5)
+    assert (s["gaps_before"], s["gaps_during"], s["gaps_recovery"],
+            s["gaps_after"]) == (1, 2, 1, 1), s
+
+
 def test_native_floor_plays_the_signal_intact():
     rb = run_bench_module()
     rb.build_native()
