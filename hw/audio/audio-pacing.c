@@ -368,8 +368,7 @@ void audio_pacing_backend_out(AudioPacing *p, int index, SWVoiceOut *voice,
 {
     AudioPacingStream *st = &p->st[index];
     int64_t now = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
-    uint32_t keep;
-    bool full;
+    bool full, idle;
 
     /* What is due goes out now, not a tick later. */
     if (st->running) {
@@ -384,12 +383,12 @@ void audio_pacing_backend_out(AudioPacing *p, int index, SWVoiceOut *voice,
      * on.
      */
     full = AUD_wants_full_out(voice);
-    keep = now - st->last_take_ns > IDLE_NS ? 0 :
-           late_bytes(st) - MIN(late_bytes(st), tick_bytes(st));
-    if (free >= 0 && st->fifo.len > free + tick_bytes(st) + keep) {
+    idle = now - st->last_take_ns > IDLE_NS;
+    if (free >= 0 &&
+        st->fifo.len > free + (idle ? tick_bytes(st) : late_bytes(st))) {
         uint32_t n = whole_frames(st, st->fifo.len - free - tick_bytes(st));
 
-        trace_audio_pacing_late(p->device, st->index, n, keep == 0);
+        trace_audio_pacing_late(p->device, st->index, n, idle);
         fifo_lose(st, voice, n);
     }
     while (free > 0 && st->fifo.len) {
