@@ -52,15 +52,17 @@ class Disturbance:
         self.proc = None
 
 
-def timeline(start, pa_samples, qmp_samples, gaps):
-    """The run against seconds since the playback's start: PulseAudio's
-    view (buffer + sink latency), the fork's latency in force and
-    PulseAudio's latency as the fork measures it (ms), and the gaps
-    (seconds into the signal, ms of silence)."""
+def timeline(start, pa_samples, qmp_samples, sink, gaps):
+    """The run against seconds since the playback's start (@start, its
+    monotonic time): PulseAudio's view (buffer + sink latency), the fork's
+    latency in force, the latency from a read to the sink (@sink: (time,
+    ms), bench/latency.py), in ms; and the gaps (seconds into the signal,
+    ms of silence)."""
     pa = [(s["t"] - start, (s["buffer_us"] + s["sink_us"]) / 1000)
           for s in pa_samples if not s["corked"]]
     force = [(s["t"] - start, s["latency"] / 1000) for s in qmp_samples]
-    return {"pa": pa, "in_force": force, "gaps": gaps}
+    return {"pa": pa, "in_force": force,
+            "sink": [(t - start, v) for t, v in sink], "gaps": gaps}
 
 
 def _median_in(points, a, b):
@@ -95,7 +97,7 @@ def recovery(points, on, off, smooth=False):
 def summary(tl, on, off):
     """The figures of one disturbed run."""
     out = {"on": on, "off": off}
-    for key, smooth in (("in_force", False), ("pa", True)):
+    for key, smooth in (("in_force", False), ("pa", True), ("sink", True)):
         before, peak, back = recovery(tl[key], on, off, smooth)
         out[key] = {"before": before, "peak": peak, "back_s": back}
     gaps = [t for t, _ in tl["gaps"]]
@@ -115,15 +117,18 @@ def table(rows):
     """Markdown: one row per disturbed run, @rows as (config, summary)."""
     out = ["| config | load from–to s | in force before ms | peak | back "
            "within 1 ms after s | PA view before ms | peak | back after s "
+           "| read → sink before ms | peak | back after s "
            "| gaps before | during | 10 s after | later |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "|---|---|" + "---:|" * 13]
     for config, s in rows:
-        f, p = s["in_force"], s["pa"]
+        cells = []
+        for key in ("in_force", "pa", "sink"):
+            k = s.get(key, {})
+            cells += [_fmt(k.get("before")), _fmt(k.get("peak")),
+                      _fmt(k.get("back_s"))]
         out.append(
             f"| {config} | {s['on']:.1f}–{s['off']:.1f} | "
-            f"{_fmt(f['before'])} | {_fmt(f['peak'])} | "
-            f"{_fmt(f['back_s'])} | {_fmt(p['before'])} | "
-            f"{_fmt(p['peak'])} | {_fmt(p['back_s'])} | "
+            + " | ".join(cells) + " | "
             f"{s['gaps_before']} | {s['gaps_during']} | "
             f"{s['gaps_recovery']} | {s['gaps_after']} |")
     return "\n".join(out)
@@ -157,6 +162,10 @@ def plot_here(runs, path, title):
             t, v = zip(*tl["pa"])
             ax.plot(t, v, lw=0.7, color="tab:blue",
                     label="PulseAudio's view (buffer + sink)")
+        if tl.get("sink"):
+            t, v = zip(*tl["sink"])
+            ax.plot(t, v, lw=0.9, color="tab:green",
+                    label="read → sink (frame counter)")
         if tl["in_force"]:
             t, v = zip(*tl["in_force"])
             ax.step(t, v, where="post", lw=1.5, color="tab:orange",

@@ -255,6 +255,11 @@ def latencies(reads, offsets, numbers, clock):
     """Per read (time, frame mod RAMP) of the source: seconds from then
     until the sink played that frame (or, if it was lost, the next one
     that arrived)."""
+    return [v for _, v in timed_latencies(reads, offsets, numbers, clock)]
+
+
+def timed_latencies(reads, offsets, numbers, clock):
+    """latencies(), each with the time of its read: (time, seconds)."""
     # Frame numbers as they rise in the recording, for bisect: the running
     # maximum, so a repeated stretch does not break the search.
     rising, top = array("l"), None
@@ -277,5 +282,5 @@ def latencies(reads, offsets, numbers, clock):
         if j >= len(rising) or rising[j] - n >= RAMP // 2:
             continue
         played = clock.t0(t0 + offsets[j] / RATE) + offsets[j] / RATE
-        out.append(played - t)
+        out.append((t, played - t))
     return out

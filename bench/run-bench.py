@@ -713,12 +713,13 @@ def run_native_case(case, opts, rundir):
 def disturbed(result, dist, console, pa_samples, qmp_samples):
     """A disturbed run's timeline and recovery (bench/disturb.py)."""
     start = console.marks.get(console.start)
+    sink = result.pop("read_to_sink", [])
     if not dist or dist.on is None or dist.off is None or start is None:
         return
     gaps = [(t, int(what.split()[1]) * 1000 / RATE)
             for t, what in result["signal"]["where"]
             if what.startswith("gap")]
-    tl = disturb.timeline(start, pa_samples, qmp_samples, gaps)
+    tl = disturb.timeline(start, pa_samples, qmp_samples, sink, gaps)
     result["timeline"] = tl
     result["disturb"] = disturb.summary(tl, dist.on - start,
                                         dist.off - start)
@@ -784,8 +785,8 @@ def sink_side(rundir, pcm, stamps, reads, opts, result, probe_errors):
         out["chunk_delay_ms"] = None if noise is None else noise * 1000
     # The monitor has a frame once the sink rendered it; PulseAudio's
     # sink latency is the time from there until it plays.
-    to_render = [v * 1e6 for v in
-                 latency.latencies(reads, offsets, numbers, clock)]
+    timed = latency.timed_latencies(reads, offsets, numbers, clock)
+    to_render = [v * 1e6 for _, v in timed]
     out["render"] = latency_stats(to_render)
     sink = result["pa_sink"].get("median")
     buf = result["pa_buffer"].get("median")
@@ -793,6 +794,8 @@ def sink_side(rundir, pcm, stamps, reads, opts, result, probe_errors):
         out["absolute"] = latency_stats([v + sink * 1000
                                          for v in to_render])
         out["hidden_ms"] = out["render"]["median"] - buf
+    # Over time, for the disturbance's timeline (not kept otherwise).
+    result["read_to_sink"] = [(t, v * 1000 + (sink or 0)) for t, v in timed]
     return out
 
 
@@ -985,8 +988,10 @@ def disturb_section(results, plot):
             f"{disturb.ON_AT:.0%} to {disturb.ON_AT + disturb.LASTS:.0%} "
             "of the run", "",
             "in force: the fork's latency target (QMP, every 0.1 s); PA "
-            "view: buffer + sink latency (pactl, every 0.1 s, judged on its "
-            f"{disturb.SMOOTH_S:.0f} s running median); before: the median "
+            "view: buffer + sink latency (pactl, every 0.1 s), and read → "
+            "sink: the frame counter's (the DMA probe's reads, every "
+            "50 ms), both judged on their "
+            f"{disturb.SMOOTH_S:.0f} s running median; before: the median "
             f"over the {disturb.BEFORE_S:.0f} s before the load; back after: "
             "seconds from the load's end until the latency is first back "
             f"within {disturb.WITHIN_MS:.0f} ms of before (– never); gaps: "

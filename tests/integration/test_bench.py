@@ -87,11 +87,13 @@ def test_disturbance_recovery():
     noisy = [(t, 4.0 if abs(t - 38.5) < 0.01 else v) for t, v in points]
     back = disturb.recovery(noisy, 22.5, 37.5, smooth=True)[2]
     assert 3.5 <= back <= 4.1, back
-    tl = disturb.timeline(0, [], [], [(3, 5.3), (30, 5.3), (31, 5.3),
-                                     (40, 5.3), (55, 5.3)])
+    tl = disturb.timeline(0, [], [], points,
+                          [(3, 5.3), (30, 5.3), (31, 5.3), (40, 5.3),
+                           (55, 5.3)])
     s = disturb.summary(tl, 22.5, 37.5)
     assert (s["gaps_before"], s["gaps_during"], s["gaps_recovery"],
             s["gaps_after"]) == (1, 2, 1, 1), s
+    assert (s["sink"]["before"], s["sink"]["peak"]) == (5, 20), s
 
 
 def test_native_floor_plays_the_signal_intact():
