@@ -188,9 +188,14 @@ class PulseDaemon:
                 os.chmod(os.path.join(d, name), 0o644)
         env = dict(self.env, XDG_CONFIG_HOME=os.path.dirname(self.config))
         prefix, env = as_user(self.pw, env)
+        # wireplumber and pipewire-pulse started before pipewire's socket
+        # exists fail to connect ("Failed to connect to PipeWire"), and
+        # then no stream is ever linked: they start once it is there.
         self.proc = subprocess.Popen(
             prefix + ["dbus-run-session", "--", "sh", "-c",
-                      "pipewire & "
+                      "pipewire & n=0; "
+                      'while [ ! -S "$XDG_RUNTIME_DIR/pipewire-0" ] && '
+                      "[ $n -lt 200 ]; do sleep 0.05; n=$((n + 1)); done; "
                       + ("wireplumber & " if self.session_manager else "")
                       + "pipewire-pulse & wait"],
             env=env, cwd="/", stdout=self._log(),
