@@ -331,8 +331,8 @@ static void maybe_shrink(PAStream *ps)
     int64_t now = g_get_monotonic_time();
     uint32_t floor = ps->latency_us;
 
-    if (!stream_ready(ps) || !ps->enabled ||
-        now - ps->last_underrun_us < PA_SHRINK_AFTER_US ||
+    if (ps->target_us <= ps->latency_us || !stream_ready(ps) ||
+        !ps->enabled || now - ps->last_underrun_us < PA_SHRINK_AFTER_US ||
         now - ps->last_raise_us < PA_SHRINK_AFTER_US ||
         now - ps->last_shrink_us < PA_SHRINK_AFTER_US) {
         return;
