@@ -9,9 +9,9 @@
  * comes and goes so they can recreate themselves.  Every state change is
  * one log line.
  *
- * libpulse runs in its own thread (pa_threaded_mainloop); its callbacks
- * only schedule a bottom half, so all state changes, and all calls into
- * the streams' hooks, happen in QEMU's main loop.
+ * libpulse runs in QEMU's main loop (pa-loop.c); the context's callback
+ * only schedules a bottom half, so that state changes, and the calls into
+ * the streams' hooks, never run inside a libpulse callback.
  *
  * Copyright (c) 2026 qemu-vfio-audio developers
  *
@@ -25,6 +25,7 @@
 #include "qemu/main-loop.h"
 #include "qemu/timer.h"
 #include "pa-conn.h"
+#include "pa-loop.h"
 #include "pa-discover.h"
 #include "trace.h"
 
@@ -35,7 +36,8 @@
 struct PAConn {
     char *id;
     char *server_opt;
-    pa_threaded_mainloop *mainloop;
+    PALoop *loop;
+    unsigned paced;     /* streams whose audio timer pumps the loop */
     pa_context *ctx;
     PaServerChoice choice;
     int cookie_fd;
@@ -54,14 +56,28 @@ struct PAConn {
 
 static void pa_conn_try(void *opaque);
 
-void pa_conn_lock(PAConn *c)
+void pa_conn_enter(PAConn *c)
 {
-    pa_threaded_mainloop_lock(c->mainloop);
+    assert(qemu_mutex_iothread_locked());
 }
 
-void pa_conn_unlock(PAConn *c)
+void pa_conn_leave(PAConn *c)
 {
-    pa_threaded_mainloop_unlock(c->mainloop);
+    pa_loop_run(c->loop);
+}
+
+void pa_conn_pump(PAConn *c)
+{
+    if (c->paced) {
+        pa_loop_pump(c->loop);
+    }
+}
+
+void pa_conn_pace(PAConn *c, bool on)
+{
+    assert(on || c->paced);
+    c->paced += on ? 1 : -1;
+    pa_loop_set_paced(c->loop, c->paced);
 }
 
 pa_context *pa_conn_context(PAConn *c)
@@ -84,7 +100,7 @@ bool pa_conn_is_ready(PAConn *c)
     return c->ready;
 }
 
-/* Libpulse's thread: hand the news to the main loop. */
+/* In a libpulse callback: the news waits for a bottom half. */
 static void context_state_cb(pa_context *ctx, void *opaque)
 {
     PAConn *c = opaque;
@@ -177,7 +193,7 @@ static void state_bh(void *opaque)
     PAConn *c = opaque;
     pa_context_state_t state;
 
-    pa_conn_lock(c);
+    pa_conn_enter(c);
     if (c->ctx) {
         state = pa_context_get_state(c->ctx);
         trace_pa_conn_state(c->id, state);
@@ -187,7 +203,7 @@ static void state_bh(void *opaque)
             on_failure(c, pa_context_errno(c->ctx));
         }
     }
-    pa_conn_unlock(c);
+    pa_conn_leave(c);
 }
 
 /*
@@ -220,7 +236,7 @@ static void pa_conn_try(void *opaque)
     PAConn *c = opaque;
     Error *err = NULL;
 
-    pa_conn_lock(c);
+    pa_conn_enter(c);
     drop_context(c);
     pa_server_choice_clear(&c->choice);
     c->attempts++;
@@ -229,20 +245,19 @@ static void pa_conn_try(void *opaque)
         report_failure(c, error_get_pretty(err));
         error_free(err);
         schedule_retry(c);
-        pa_conn_unlock(c);
+        pa_conn_leave(c);
         return;
     }
     trace_pa_conn_try(c->id, c->choice.server, c->attempts);
 
-    c->ctx = pa_context_new(pa_threaded_mainloop_get_api(c->mainloop),
-                            "QEMU");
+    c->ctx = pa_context_new(pa_loop_api(c->loop), "QEMU");
     load_cookie(c);
     pa_context_set_state_callback(c->ctx, context_state_cb, c);
     if (pa_context_connect(c->ctx, c->choice.server, PA_CONTEXT_NOAUTOSPAWN,
                            NULL) < 0) {
         on_failure(c, pa_context_errno(c->ctx));
     }
-    pa_conn_unlock(c);
+    pa_conn_leave(c);
 }
 
 PAConn *pa_conn_new(const char *server, const char *id, Error **errp)
@@ -256,21 +271,10 @@ PAConn *pa_conn_new(const char *server, const char *id, Error **errp)
     QLIST_INIT(&c->clients);
     c->state_bh = qemu_bh_new(state_bh, c);
     c->retry_timer = timer_new_ms(QEMU_CLOCK_REALTIME, pa_conn_try, c);
-    c->mainloop = pa_threaded_mainloop_new();
-    if (c->mainloop) {
-        /*
-         * Before the start: libpulse names the thread that calls this,
-         * so afterwards it would rename QEMU's main thread, which is what
-         * ps and top show for the whole process.
-         */
-        pa_threaded_mainloop_set_name(c->mainloop, "qemu-pa");
-    }
-    if (!c->mainloop || pa_threaded_mainloop_start(c->mainloop) < 0) {
-        error_setg(errp, "audiodev %s: cannot start the PulseAudio thread",
+    c->loop = pa_loop_new();
+    if (!c->loop) {
+        error_setg(errp, "audiodev %s: cannot create libpulse's main loop",
                    id);
-        if (c->mainloop) {
-            pa_threaded_mainloop_free(c->mainloop);
-        }
         timer_free(c->retry_timer);
         qemu_bh_delete(c->state_bh);
         g_free(c->server_opt);
@@ -299,11 +303,10 @@ void pa_conn_free(PAConn *c)
 {
     timer_free(c->retry_timer);
     qemu_bh_delete(c->state_bh);
-    pa_conn_lock(c);
+    pa_conn_enter(c);
     drop_context(c);
-    pa_conn_unlock(c);
-    pa_threaded_mainloop_stop(c->mainloop);
-    pa_threaded_mainloop_free(c->mainloop);
+    pa_conn_leave(c);
+    pa_loop_free(c->loop);
     pa_server_choice_clear(&c->choice);
     g_free(c->last_failure);
     g_free(c->server_opt);

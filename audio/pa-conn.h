@@ -16,7 +16,7 @@ typedef struct PAConn PAConn;
 
 /*
  * Something that lives on the connection, such as a stream.  Both hooks
- * run in the main loop with the PulseAudio mainloop locked: @ready when
+ * run in the main loop, between pa_conn_enter and pa_conn_leave: @ready when
  * the context becomes ready (at start, and after every reconnect), @lost
  * when it goes away, before the context is freed.
  */
@@ -30,16 +30,29 @@ typedef struct PAConnClient {
  * Start connecting to @server (NULL: discover it) in the background; log
  * lines name the audiodev @id.  Never fails for want of a server: it keeps
  * trying, with backoff, until one answers; fails only if libpulse's
- * thread cannot start.
+ * main loop cannot be made.
  */
 PAConn *pa_conn_new(const char *server, const char *id, Error **errp);
 void pa_conn_free(PAConn *conn);
 
-/* Lock around every libpulse call on the connection's objects. */
-void pa_conn_lock(PAConn *conn);
-void pa_conn_unlock(PAConn *conn);
+/*
+ * Around every libpulse call on the connection's objects, in the main loop
+ * (libpulse runs there).  Leaving runs libpulse's loop once, so that what
+ * the calls queued (a write, a cork) reaches the server now, not when the
+ * main loop next wakes up.
+ */
+void pa_conn_enter(PAConn *conn);
+void pa_conn_leave(PAConn *conn);
 
-/* The context when ready, else NULL.  Call with the lock held. */
+/*
+ * While a stream plays (@on), its audio timer takes in what the server sent
+ * by calling pa_conn_pump on every tick, and nothing else wakes QEMU for
+ * it; calls nest, one off for every on.
+ */
+void pa_conn_pace(PAConn *conn, bool on);
+void pa_conn_pump(PAConn *conn);
+
+/* The context when ready, else NULL.  Between enter and leave. */
 pa_context *pa_conn_context(PAConn *conn);
 
 /* Register @client; its @ready runs now if the context is ready. */

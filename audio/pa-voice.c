@@ -16,7 +16,10 @@
  *    brings it back down;
  *  - the connection (pa-conn.c) survives the server: while there is none,
  *    playback is discarded and capture is silence, both at the nominal rate
- *    so the guest never stalls, and the streams come back with the server.
+ *    so the guest never stalls, and the streams come back with the server;
+ *  - libpulse runs in QEMU's main loop, not in a thread of its own, and
+ *    while a stream plays the audio timer's tick takes in the server's
+ *    requests (pa-loop.c): QEMU wakes once per tick, not three times.
  *
  * Copyright (c) 2026 qemu-vfio-audio developers
  *
@@ -167,7 +170,7 @@ static void stream_attr(PAStream *ps, pa_buffer_attr *ba)
     }
 }
 
-/* --- stream life, in the main loop with the connection locked ------------ */
+/* --- stream life, in the main loop, between pa_conn_enter and leave ------ */
 
 static bool stream_ready(PAStream *ps)
 {
@@ -189,7 +192,7 @@ static bool stream_failed(PAStream *ps)
 }
 
 /*
- * In libpulse's thread.  pipewire-pulse fails a stream that came before
+ * A libpulse callback.  pipewire-pulse fails a stream that came before
  * its session manager could place it (right after a restart, as often as
  * not with a capture and a playback stream at once, as HDA's duplex codec
  * has): ask again, as for a stream it does not answer.
@@ -291,7 +294,7 @@ static void link_timeout(void *opaque)
     PAStream *ps = opaque;
     pa_context *ctx;
 
-    pa_conn_lock(ps->pa->conn);
+    pa_conn_enter(ps->pa->conn);
     ctx = pa_conn_context(ps->pa->conn);
     if (ctx && (stream_pending(ps) || stream_failed(ps))) {
         if (stream_pending(ps)) {
@@ -301,7 +304,7 @@ static void link_timeout(void *opaque)
         stream_drop(ps);
         stream_create(ps, ctx);
     }
-    pa_conn_unlock(ps->pa->conn);
+    pa_conn_leave(ps->pa->conn);
 }
 
 static void client_lost(PAConnClient *client)
@@ -309,7 +312,7 @@ static void client_lost(PAConnClient *client)
     stream_drop(container_of(client, PAStream, client));
 }
 
-/* With the connection locked. */
+/* Between pa_conn_enter and leave. */
 static void set_target(PAStream *ps, uint32_t us)
 {
     pa_buffer_attr ba;
@@ -325,7 +328,7 @@ static void set_target(PAStream *ps, uint32_t us)
     }
 }
 
-/* In the main loop, with the connection locked. */
+/* Between pa_conn_enter and leave. */
 static void maybe_shrink(PAStream *ps)
 {
     int64_t now = g_get_monotonic_time();
@@ -350,7 +353,7 @@ static void maybe_shrink(PAStream *ps)
 }
 
 /*
- * Libpulse's thread, with the connection locked.  An underrun means the
+ * A libpulse callback.  An underrun means the
  * main loop could not keep the buffer filled at this latency; raise it
  * once per burst, and say so the first time.
  */
@@ -451,10 +454,12 @@ static size_t pa_buffer_get_free(HWVoiceOut *hw)
     PAStream *ps = PA_OUT(hw);
     size_t n;
 
-    pa_conn_lock(ps->pa->conn);
+    pa_conn_enter(ps->pa->conn);
+    /* Every tick: the server's requests since the last one. */
+    pa_conn_pump(ps->pa->conn);
     maybe_shrink(ps);
     n = out_room(ps);
-    pa_conn_unlock(ps->pa->conn);
+    pa_conn_leave(ps->pa->conn);
     return n;
 }
 
@@ -470,10 +475,10 @@ static bool pa_wants_full_out(HWVoiceOut *hw)
     const pa_buffer_attr *ba;
     bool full;
 
-    pa_conn_lock(ps->pa->conn);
+    pa_conn_enter(ps->pa->conn);
     ba = stream_ready(ps) ? pa_stream_get_buffer_attr(ps->stream) : NULL;
     full = ba && ba->minreq <= pa_usec_to_bytes(PA_MINREQ_MAX_US, &ps->spec);
-    pa_conn_unlock(ps->pa->conn);
+    pa_conn_leave(ps->pa->conn);
     return full;
 }
 
@@ -481,9 +486,9 @@ static void pa_lost_out(HWVoiceOut *hw, size_t bytes)
 {
     PAStream *ps = PA_OUT(hw);
 
-    pa_conn_lock(ps->pa->conn);
+    pa_conn_enter(ps->pa->conn);
     ps->stats.lost += bytes;
-    pa_conn_unlock(ps->pa->conn);
+    pa_conn_leave(ps->pa->conn);
 }
 
 /*
@@ -496,7 +501,7 @@ static void *pa_get_buffer_out(HWVoiceOut *hw, size_t *size)
     PAStream *ps = PA_OUT(hw);
     void *data = NULL;
 
-    pa_conn_lock(ps->pa->conn);
+    pa_conn_enter(ps->pa->conn);
     *size = MIN(*size, out_room(ps));
     if (*size && stream_ready(ps)) {
         size_t len = *size;
@@ -507,7 +512,7 @@ static void *pa_get_buffer_out(HWVoiceOut *hw, size_t *size)
         }
         *size = frames_only(ps, MIN(*size, len));
     }
-    pa_conn_unlock(ps->pa->conn);
+    pa_conn_leave(ps->pa->conn);
     return data;
 }
 
@@ -515,7 +520,7 @@ static size_t pa_put_buffer_out(HWVoiceOut *hw, void *buf, size_t size)
 {
     PAStream *ps = PA_OUT(hw);
 
-    pa_conn_lock(ps->pa->conn);
+    pa_conn_enter(ps->pa->conn);
     if (buf && stream_ready(ps)) {
         stream_write(ps, buf, size);
     } else if (buf && ps->stream) {
@@ -523,7 +528,7 @@ static size_t pa_put_buffer_out(HWVoiceOut *hw, void *buf, size_t size)
     } else {
         audio_rate_add_bytes(&ps->rate, size);
     }
-    pa_conn_unlock(ps->pa->conn);
+    pa_conn_leave(ps->pa->conn);
     return size;
 }
 
@@ -531,14 +536,14 @@ static size_t pa_write(HWVoiceOut *hw, void *buf, size_t size)
 {
     PAStream *ps = PA_OUT(hw);
 
-    pa_conn_lock(ps->pa->conn);
+    pa_conn_enter(ps->pa->conn);
     size = MIN(size, out_room(ps));
     if (stream_ready(ps)) {
         stream_write(ps, buf, size);
     } else {
         audio_rate_add_bytes(&ps->rate, size);
     }
-    pa_conn_unlock(ps->pa->conn);
+    pa_conn_leave(ps->pa->conn);
     return size;
 }
 
@@ -581,7 +586,11 @@ static void *pa_get_buffer_in(HWVoiceIn *hw, size_t *size)
     PAStream *ps = PA_IN(hw);
     void *buf = NULL;
 
-    pa_conn_lock(ps->pa->conn);
+    pa_conn_enter(ps->pa->conn);
+    if (!ps->peek) {
+        /* Every tick: what the server recorded since the last one. */
+        pa_conn_pump(ps->pa->conn);
+    }
     if (stream_ready(ps)) {
         ps->serverless = false;
         if (!ps->peek) {
@@ -610,7 +619,7 @@ static void *pa_get_buffer_in(HWVoiceIn *hw, size_t *size)
                                     ps->silence_len));
         buf = ps->silence;
     }
-    pa_conn_unlock(ps->pa->conn);
+    pa_conn_leave(ps->pa->conn);
     return buf;
 }
 
@@ -618,7 +627,7 @@ static void pa_put_buffer_in(HWVoiceIn *hw, void *buf, size_t size)
 {
     PAStream *ps = PA_IN(hw);
 
-    pa_conn_lock(ps->pa->conn);
+    pa_conn_enter(ps->pa->conn);
     if (buf == ps->silence) {
         audio_rate_add_bytes(&ps->rate, size);
     } else if (ps->peek) {
@@ -629,7 +638,7 @@ static void pa_put_buffer_in(HWVoiceIn *hw, void *buf, size_t size)
             ps->peek = NULL;
         }
     }
-    pa_conn_unlock(ps->pa->conn);
+    pa_conn_leave(ps->pa->conn);
 }
 
 static size_t pa_read(HWVoiceIn *hw, void *dst, size_t size)
@@ -652,7 +661,7 @@ static size_t pa_read(HWVoiceIn *hw, void *dst, size_t size)
 
 /* --- both directions ----------------------------------------------------- */
 
-/* Libpulse's thread, with the connection locked. */
+/* A libpulse callback. */
 static void drained_cb(pa_stream *s, int success, void *opaque)
 {
     PAStream *ps = opaque;
@@ -671,8 +680,11 @@ static void stream_enable(PAStream *ps, bool enable)
 {
     pa_operation *op = NULL;
 
-    pa_conn_lock(ps->pa->conn);
-    ps->enabled = enable;
+    pa_conn_enter(ps->pa->conn);
+    if (ps->enabled != enable) {
+        ps->enabled = enable;
+        pa_conn_pace(ps->pa->conn, enable);
+    }
     ps->serverless = false;
     if (stream_ready(ps)) {
         if (enable) {
@@ -696,7 +708,7 @@ static void stream_enable(PAStream *ps, bool enable)
             pa_operation_unref(op);
         }
     }
-    pa_conn_unlock(ps->pa->conn);
+    pa_conn_leave(ps->pa->conn);
 }
 
 static void pa_enable_out(HWVoiceOut *hw, bool enable)
@@ -793,18 +805,22 @@ static void stream_start(PAStream *ps)
     ps->link_timer = timer_new_ms(QEMU_CLOCK_REALTIME, link_timeout, ps);
     ps->link_wait_ms = PA_LINK_WAIT_MS;
     QLIST_INSERT_HEAD(&ps->pa->streams, ps, next);
-    pa_conn_lock(ps->pa->conn);
+    pa_conn_enter(ps->pa->conn);
     pa_conn_add_client(ps->pa->conn, &ps->client);
-    pa_conn_unlock(ps->pa->conn);
+    pa_conn_leave(ps->pa->conn);
 }
 
 static void stream_fini(PAStream *ps)
 {
     QLIST_REMOVE(ps, next);
-    pa_conn_lock(ps->pa->conn);
+    pa_conn_enter(ps->pa->conn);
     pa_conn_remove_client(ps->pa->conn, &ps->client);
+    if (ps->enabled) {
+        ps->enabled = false;
+        pa_conn_pace(ps->pa->conn, false);
+    }
     stream_drop(ps);
-    pa_conn_unlock(ps->pa->conn);
+    pa_conn_leave(ps->pa->conn);
     timer_free(ps->link_timer);
     g_free(ps->name);
     g_free(ps->device);
@@ -982,7 +998,7 @@ void pa_stream_stats_foreach(PAStreamStatsFn fn, void *opaque)
     PAStream *ps;
 
     QTAILQ_FOREACH(pa, &pa_audios, next) {
-        pa_conn_lock(pa->conn);
+        pa_conn_enter(pa->conn);
         QLIST_FOREACH(ps, &pa->streams, next) {
             PAStreamInfo info = {
                 .audiodev = pa->dev->id,
@@ -1015,7 +1031,7 @@ void pa_stream_stats_foreach(PAStreamStatsFn fn, void *opaque)
             }
             fn(&info, opaque);
         }
-        pa_conn_unlock(pa->conn);
+        pa_conn_leave(pa->conn);
     }
 }
 
