@@ -69,6 +69,7 @@ esac
 set +e
 timeout --foreground -k 10 "$timeout" \
     "$qemu" -accel tcg -M q35 -m 256 -nographic -no-reboot -nic none -vga none \
+    -name debug-threads=on \
     -kernel "$outdir/vmlinuz" -initrd "$outdir/initrd.img" \
     -append "console=ttyS0 quiet panic=-1 $append" \
     "${audiodev[@]}" "${card[@]}" \
