@@ -28,6 +28,7 @@
 #include "pa-loop.h"
 #include "pa-discover.h"
 #include "trace.h"
+#include "qemu-vfio-audio/compat.h"
 
 /* Retries start fast, for a server restart, and settle at twice a second. */
 #define RETRY_FIRST_MS  50
@@ -58,7 +59,7 @@ static void pa_conn_try(void *opaque);
 
 void pa_conn_enter(PAConn *c)
 {
-    assert(qemu_mutex_iothread_locked());
+    assert(fork_bql_locked());
 }
 
 void pa_conn_leave(PAConn *c)

@@ -38,6 +38,7 @@
 #include "pa-conn.h"
 #include "pa-voice.h"
 #include "trace.h"
+#include "qemu-vfio-audio/compat.h"
 
 /* Defaults; bench/ has the measurements behind them. */
 #define PA_OUT_LATENCY_US       5000
@@ -932,28 +933,26 @@ static bool pa_check_opts(Audiodev *dev, Error **errp)
            pa_check_direction(dev, "out", dev->u.pa.out, errp);
 }
 
-static void *pa_audio_init(Audiodev *dev)
+static void *pa_audio_init(Audiodev *dev, Error **errp)
 {
     AudiodevPaOptions *popts = &dev->u.pa;
-    Error *err = NULL;
     PAAudio *pa;
 
-    if (!pa_check_opts(dev, &err)) {
-        error_report_err(err);
+    if (!pa_check_opts(dev, errp)) {
         return NULL;
     }
     pa = g_new0(PAAudio, 1);
     pa->dev = dev;
     QLIST_INIT(&pa->streams);
-    pa->conn = pa_conn_new(popts->server, dev->id, &err);
+    pa->conn = pa_conn_new(popts->server, dev->id, errp);
     if (!pa->conn) {
-        error_report_err(err);
         g_free(pa);
         return NULL;
     }
     QTAILQ_INSERT_TAIL(&pa_audios, pa, next);
     return pa;
 }
+FORK_AUDIO_DRIVER_INIT_DEFINE(pa_audio_init)
 
 static void pa_audio_fini(void *opaque)
 {
@@ -1057,12 +1056,11 @@ static struct audio_pcm_ops pa_pcm_ops = {
 static struct audio_driver pa_audio_driver = {
     .name           = "pa",
     .descr          = "PulseAudio, low latency (qemu-vfio-audio)",
-    .init           = pa_audio_init,
+    FORK_AUDIO_DRIVER_INIT(pa_audio_init),
     .fini           = pa_audio_fini,
     .set_defaults   = pa_set_defaults,
     .check_opts     = pa_check_opts,
     .pcm_ops        = &pa_pcm_ops,
-    .can_be_default = 1,
     .max_voices_out = INT_MAX,
     .max_voices_in  = INT_MAX,
     .voice_size_out = sizeof(PAVoiceOut),

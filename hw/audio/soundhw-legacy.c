@@ -17,6 +17,13 @@
 #include "hw/audio/soundhw.h"
 #include "hw/audio/soundhw-legacy.h"
 
+static bool soundhw_used;
+
+bool soundhw_legacy_used(void)
+{
+    return soundhw_used;
+}
+
 void soundhw_legacy_option(const char *optarg)
 {
     if (is_help_option(optarg)) {
@@ -30,6 +37,7 @@ void soundhw_legacy_option(const char *optarg)
     }
     /* An unknown card is an error of its own, without the note below. */
     select_soundhw(optarg, NULL);
+    soundhw_used = true;
     warn_report("-soundhw %s is deprecated (removed upstream in QEMU 7.1); "
                 "the card gets the default audio driver; write -audio "
                 "pa,model=%s instead", optarg, optarg);

@@ -19,7 +19,8 @@
 #include "qemu/error-report.h"
 #include "qom/object.h"
 #include "hw/boards.h"
-#include "sysemu/kvm.h"
+#include "qemu-vfio-audio/compat.h"
+#include FORK_KVM_H
 #include "hw/vfio/vfio-cmdline.h"
 #include "hw/i386/kvm-irqchip-policy.h"
 

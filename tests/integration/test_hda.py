@@ -15,11 +15,11 @@ import tempfile
 
 from guest import Console, build_bench_guest
 from harness import FRAME, HDAPlayer, Qemu, pattern, RATE
-from test_migration import STOCK, destination_runs, migrate, pair
+from test_migration import STOCK, destination_runs, migrate, pair, q35
 
 
 def hda_args(device_opts=""):
-    return ["-M", "q35", "-audiodev", "none,id=snd0",
+    return ["-M", q35(), "-audiodev", "none,id=snd0",
             "-device", "ich9-intel-hda,addr=1b.0",
             "-device", "hda-duplex,audiodev=snd0" + device_opts]
 

@@ -4,7 +4,7 @@
 EAPI=8
 
 # qemu-vfio-audio: upstream QEMU 7.2.22 (download.qemu.org), the fork's
-# patch queue (patches/ of the fork, in its series order) and the fork's own
+# patch queue (patches/7.2/ of the fork, in its series order) and the fork's own
 # files copied over the tree, exactly as the fork's buildsys/prepare-tree
 # does on Debian.  Only qemu-system-x86_64 is built; it is installed in a
 # prefix of its own so it sits beside app-emulation/qemu (which libvirt
@@ -167,26 +167,26 @@ BDEPEND="
 	)
 "
 
-# The fork's patch queue, in the order of its patches/series (checked by
+# The fork's patch queue, in the order of its patches/7.2/series (checked by
 # gentoo/check-ebuild).  Applied by the default src_prepare (eapply -p1).
 PATCHES=(
-	"${FORK_S}"/patches/0001-build-hook-fork-meson.patch
-	"${FORK_S}"/patches/0002-version-names-the-fork.patch
-	"${FORK_S}"/patches/0003-kvm-irqchip-policy-for-vfio.patch
-	"${FORK_S}"/patches/0004-audio-driver-defaults.patch
-	"${FORK_S}"/patches/0005-audio-no-abort-when-default-driver-fails.patch
-	"${FORK_S}"/patches/0006-qapi-audio-pa-latency-options.patch
-	"${FORK_S}"/patches/0007-audio-trace-events-for-pa.patch
-	"${FORK_S}"/patches/0008-soundhw-option-is-back.patch
-	"${FORK_S}"/patches/0009-qmp-hmp-audio-stream-stats.patch
-	"${FORK_S}"/patches/0010-ac97-pace-dma-by-sample-clock.patch
-	"${FORK_S}"/patches/0011-audio-backends-may-ask-to-be-kept-full.patch
-	"${FORK_S}"/patches/0012-audio-drivers-check-their-options-when-parsed.patch
-	"${FORK_S}"/patches/0013-audio-legacy-variables-named-in-errors.patch
-	"${FORK_S}"/patches/0014-hda-codec-pace-dma-by-sample-clock.patch
-	"${FORK_S}"/patches/0015-fuzz-instrument-the-audio-layer.patch
-	"${FORK_S}"/patches/0016-audio-a-backend-the-fuzzer-controls.patch
-	"${FORK_S}"/patches/0017-qtest-a-clock-that-stalls.patch
+	"${FORK_S}"/patches/7.2/0001-build-hook-fork-meson.patch
+	"${FORK_S}"/patches/7.2/0002-version-names-the-fork.patch
+	"${FORK_S}"/patches/7.2/0003-kvm-irqchip-policy-for-vfio.patch
+	"${FORK_S}"/patches/7.2/0004-audio-driver-defaults.patch
+	"${FORK_S}"/patches/7.2/0005-audio-no-abort-when-default-driver-fails.patch
+	"${FORK_S}"/patches/7.2/0006-qapi-audio-pa-latency-options.patch
+	"${FORK_S}"/patches/7.2/0007-audio-trace-events-for-pa.patch
+	"${FORK_S}"/patches/7.2/0008-soundhw-option-is-back.patch
+	"${FORK_S}"/patches/7.2/0009-qmp-hmp-audio-stream-stats.patch
+	"${FORK_S}"/patches/7.2/0010-ac97-pace-dma-by-sample-clock.patch
+	"${FORK_S}"/patches/7.2/0011-audio-backends-may-ask-to-be-kept-full.patch
+	"${FORK_S}"/patches/7.2/0012-audio-drivers-check-their-options-when-parsed.patch
+	"${FORK_S}"/patches/7.2/0013-audio-legacy-variables-named-in-errors.patch
+	"${FORK_S}"/patches/7.2/0014-hda-codec-pace-dma-by-sample-clock.patch
+	"${FORK_S}"/patches/7.2/0015-fuzz-instrument-the-audio-layer.patch
+	"${FORK_S}"/patches/7.2/0016-audio-a-backend-the-fuzzer-controls.patch
+	"${FORK_S}"/patches/7.2/0017-qtest-a-clock-that-stalls.patch
 )
 
 # The fork's own files, at their paths in the QEMU tree: the same list as

@@ -12,4 +12,10 @@
 /* Handle "-soundhw @optarg"; exits on "help" and on an unknown model. */
 void soundhw_legacy_option(const char *optarg);
 
+/*
+ * Whether -soundhw added a card.  It has no audiodev, so it needs a default
+ * one: QEMU 10.0 makes none with -nodefaults, which 7.2 never cared about.
+ */
+bool soundhw_legacy_used(void);
+
 #endif

@@ -10,7 +10,8 @@
 #define HW_I386_KVM_IRQCHIP_POLICY_H
 
 #include "qapi/qapi-types-common.h"
-#include "qapi/qmp/qdict.h"
+#include "qemu-vfio-audio/compat.h"
+#include FORK_QDICT_H
 #include "qemu/option.h"
 
 /*

@@ -9,7 +9,8 @@
 #ifndef HW_VFIO_VFIO_CMDLINE_H
 #define HW_VFIO_VFIO_CMDLINE_H
 
-#include "qapi/qmp/qdict.h"
+#include "qemu-vfio-audio/compat.h"
+#include FORK_QDICT_H
 
 /*
  * The driver named by @props (the options of one -device, in any syntax)

@@ -19,6 +19,7 @@
 
 #define AUDIO_CAP "fuzz"
 #include "audio/audio_int.h"
+#include "qemu-vfio-audio/compat.h"
 
 static struct {
     uint32_t room;
@@ -94,10 +95,11 @@ static size_t fz_read(HWVoiceIn *hw, void *buf, size_t size)
     return n;
 }
 
-static void *fz_audio_init(Audiodev *dev)
+static void *fz_audio_init(Audiodev *dev, Error **errp)
 {
     return &knobs;
 }
+FORK_AUDIO_DRIVER_INIT_DEFINE(fz_audio_init)
 
 static void fz_audio_fini(void *opaque)
 {
@@ -120,7 +122,7 @@ static struct audio_pcm_ops fz_pcm_ops = {
 static struct audio_driver fz_audio_driver = {
     .name           = "fuzz",
     .descr          = "A backend whose room the fuzzer sets",
-    .init           = fz_audio_init,
+    FORK_AUDIO_DRIVER_INIT(fz_audio_init),
     .fini           = fz_audio_fini,
     .pcm_ops        = &fz_pcm_ops,
     .max_voices_out = INT_MAX,
