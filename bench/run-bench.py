@@ -13,10 +13,15 @@ the same conditions:
   - the guest's ALSA underruns,
   - QEMU's CPU use,
   - for the fork, what QEMU reports itself (QMP query-audio-streams),
+  - with pipewire as the sound server, what PipeWire says of the stream
+    (pw-dump, and the graph's quantum from pw-profiler),
 
-and, as the floor, a native PulseAudio client (bench/native/pa-floor.c)
-playing the same signal with the fork's requests at the same latency:
-what any client at that latency gets on this machine.
+beside Debian's QEMU 10.0 from bookworm-backports (unpacked under
+bench/out/, not installed) and upstream's own PipeWire backend
+(-audiodev pipewire) in both binaries, and, as the floor, a native
+PulseAudio client (bench/native/pa-floor.c) playing the same signal with
+the fork's requests at the same latency: what any client at that latency
+gets on this machine.
 
 It is a benchmark, not a test: it never judges the numbers, it prints a
 Markdown table and writes it to bench/results/RESULTS-<date>.md (and the
@@ -50,6 +55,23 @@ import disturb  # noqa: E402  (the disturbance case)
 
 STOCK = "/usr/bin/qemu-system-x86_64"
 FORK = os.path.join(TOP, "build", "qemu-system-x86_64")
+# Debian's QEMU 10.0, the fork's second base, beside the installed 7.2:
+# unpacked from bookworm-backports' packages once (fetch_stock10()), not
+# installed, so that the host's stock 7.2 stays what stock-* runs.
+STOCK10_DIR = os.path.join(TOP, "bench", "out", "stock-10.0")
+STOCK10 = os.path.join(STOCK10_DIR, "usr", "bin", "qemu-system-x86_64")
+STOCK10_SUITE = "bookworm-backports"
+# One build: its modules load only into the binary they were built with.
+# -system-gui has the audio modules (audio-pa.so, audio-pipewire.so),
+# -system-data the option ROMs a -kernel boot reads (linuxboot_dma.bin,
+# kvmvapic.bin).
+STOCK10_QEMU = ("qemu-system-x86", "qemu-system-common",
+                "qemu-system-data", "qemu-system-gui")
+# Its firmware, from other source packages: it depends on seabios >>
+# 1.16.3-1~, newer than bookworm's 1.16.2 (backports has 1.16.3), and on
+# any ipxe-qemu.
+STOCK10_FIRMWARE = (f"seabios/{STOCK10_SUITE}", "ipxe-qemu")
+STOCK10_MANIFEST = os.path.join(STOCK10_DIR, "PACKAGES")
 GUEST = os.path.join(TOP, "bench", "out", "guest")
 NATIVE = os.path.join(TOP, "bench", "out", "pa-floor")
 NATIVE_SRC = os.path.join(HERE, "native", "pa-floor.c")
@@ -87,19 +109,43 @@ WHERE_MAX = 2000
 # seconds; gaps after this many seconds of signal are counted apart too.
 SETTLED_S = 5
 
-# name: (binary, -audiodev options or pa-floor's latency, the guest's card)
+# name: (binary, -audiodev driver, options appended to -audiodev or
+# pa-floor's latency, the guest's card)
 CONFIGS = {
-    "stock-default": (STOCK, "", "ac97"),
-    "stock-tuned": (STOCK, ",out.latency=10000,timer-period=1000,"
-                           "out.buffer-length=3000", "ac97"),
-    "fork-default": (FORK, "", "ac97"),
+    "stock-default": (STOCK, "pa", "", "ac97"),
+    "stock-tuned": (STOCK, "pa", ",out.latency=10000,timer-period=1000,"
+                                 "out.buffer-length=3000", "ac97"),
+    "fork-default": (FORK, "pa", "", "ac97"),
     # Intel HDA as libvirt's <sound model='ich9'/> makes it: what Windows
     # guests play through.
-    "stock-hda": (STOCK, "", "hda"),
-    "fork-hda": (FORK, "", "hda"),
+    "stock-hda": (STOCK, "pa", "", "hda"),
+    "fork-hda": (FORK, "pa", "", "hda"),
     # The latency target in us, for pa-floor.
-    "native-5ms": (NATIVE, "5000", None),
-    "native-10ms": (NATIVE, "10000", None),
+    "native-5ms": (NATIVE, None, "5000", None),
+    "native-10ms": (NATIVE, None, "10000", None),
+    # Debian's 10.0 (the fork's newer base), through the same daemon.
+    "stock10-hda": (STOCK10, "pa", "", "hda"),
+    # Upstream's PipeWire backend (audio/pwaudio.c), with its defaults,
+    # in Debian's 10.0 and in the fork: a desktop's other way to reach
+    # pipewire, without pipewire-pulse in between.  --daemon pipewire
+    # only.
+    "stock10-pw-hda": (STOCK10, "pipewire", "", "hda"),
+    "fork-pw-hda": (FORK, "pipewire", "", "hda"),
+}
+# What runs without --configs: the original set, so that a plain run
+# takes as long as it always did and needs neither the 10.0 download nor
+# pipewire.
+DEFAULT_CONFIGS = ("stock-default", "stock-tuned", "fork-default",
+                   "stock-hda", "fork-hda", "native-5ms", "native-10ms")
+# Each fork config and what the ratio table divides it by, in order; a
+# partner that did not run is left out.
+RATIO_PAIRS = {
+    "fork-default": ("stock-default", "stock-tuned", "native-5ms"),
+    "fork-hda": ("stock-hda", "stock10-hda", "stock10-pw-hda",
+                 "fork-pw-hda", "fork-default", "native-5ms"),
+    # Upstream's backend in the fork against the same in Debian's 10.0:
+    # what the fork's HDA changes do without our pa backend.
+    "fork-pw-hda": ("stock10-pw-hda", "native-5ms"),
 }
 # The guest's sound card: QEMU's -device arguments (bench/guest/run-guest.sh).
 CARDS = {
@@ -170,12 +216,22 @@ def device_props(binary, device="AC97"):
     return {line.strip() for line in out.splitlines()[1:]}
 
 
-def machine_info(fork):
+def machine_info(fork, stock10=None):
+    """The machine and the binaries; @stock10 only if a case runs it."""
+    fork_version = first_line([fork, "--version"])
+    # The fork's own device properties show against stock of its own
+    # base when that runs too: against 7.2, a 10.0 fork lists all that
+    # upstream added since.
+    base = (stock10 if stock10 and
+            re.search(r"version 10\.", fork_version) else STOCK)
     return {
+        "stock10": first_line([stock10, "--version"]) if stock10 else None,
+        "stock10_packages": stock10_packages(stock10) if stock10 else None,
         "fork_sha256": sha256(fork),
-        "ac97_fork_only": sorted(device_props(fork) - device_props(STOCK)),
+        "props_against_stock10": base != STOCK,
+        "ac97_fork_only": sorted(device_props(fork) - device_props(base)),
         "hda_fork_only": sorted(device_props(fork, "hda-duplex") -
-                                device_props(STOCK, "hda-duplex")),
+                                device_props(base, "hda-duplex")),
         "nproc": os.cpu_count(),
         "cpu": cpu_model(),
         "kernel": " ".join(os.uname()[2:4]),
@@ -183,7 +239,7 @@ def machine_info(fork):
         "pipewire": first_line(["dpkg-query", "-W", "-f", "${Version}",
                                 "pipewire"]),
         "stock": first_line([STOCK, "--version"]),
-        "fork": first_line([fork, "--version"]),
+        "fork": fork_version,
         "stress-ng": first_line(["stress-ng", "--version"]),
         "python": sys.version.split()[0],
     }
@@ -210,7 +266,7 @@ def apt_install(*pkgs):
                    env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
 
 
-def ensure_prerequisites(need_load, need_plot):
+def ensure_prerequisites(need_load, need_plot, stock10=None):
     if os.geteuid() != 0:
         sys.exit("run-bench: run as root (QEMU runs as root, as in the "
                  "fork's use case, and the daemon as a throwaway user)")
@@ -229,6 +285,10 @@ def ensure_prerequisites(need_load, need_plot):
         if not os.path.exists(binary):
             sys.exit(f"run-bench: {binary} is missing (stock: apt-get "
                      "install qemu-system-x86; fork: make)")
+    if stock10 == STOCK10:
+        fetch_stock10()
+    elif stock10 and not os.access(stock10, os.X_OK):
+        sys.exit(f"run-bench: --stock10 {stock10}: no such executable")
     # Cheap when nothing changed; a guest built before it carried
     # snd-hda-intel would not find the HDA card.
     subprocess.run([os.path.join(HERE, "guest", "build-guest.sh"), GUEST],
@@ -249,6 +309,107 @@ def build_native():
     os.makedirs(os.path.dirname(NATIVE), exist_ok=True)
     subprocess.run(["cc", "-O2", "-Wall", "-o", NATIVE, NATIVE_SRC, *flags],
                    check=True, stdout=sys.stderr)
+
+
+def apt_madison(pkg, suite):
+    """The version of @pkg that @suite offers, or None."""
+    out = subprocess.run(["apt-cache", "madison", pkg], capture_output=True,
+                         text=True).stdout
+    for line in out.splitlines():
+        fields = [f.strip() for f in line.split("|")]
+        if len(fields) == 3 and f" {suite}/" in fields[2]:
+            return fields[1]
+    return None
+
+
+def fetch_stock10():
+    """Debian's QEMU 10.0 from bookworm-backports, unpacked under
+    bench/out/stock-10.0/ once: `apt-get download` and `dpkg -x`, as
+    build-guest.sh gets the guest's packages, so that the host keeps its
+    installed 7.2.
+
+    Debian builds it for /usr and not relocatable: run from elsewhere, it
+    still loads its modules from /usr/lib/x86_64-linux-gnu/qemu (the 7.2
+    ones, which it refuses: "Only modules from the same build can be
+    loaded") and its firmware from /usr/share.  But a `qemu-bundle` beside
+    the binary makes it look for every configured path under that
+    directory instead (util/cutils.c, get_relocated_path()), so
+    usr/bin/qemu-bundle -> ../.. points it at the unpacked tree."""
+    if os.path.exists(STOCK10_MANIFEST) and os.path.exists(STOCK10):
+        return
+    version = apt_madison(STOCK10_QEMU[0], STOCK10_SUITE)
+    if version is None:
+        # A machine that never ran apt-get update since the suite was
+        # added has no list for it.
+        log(f"no {STOCK10_QEMU[0]} in {STOCK10_SUITE}'s list, running "
+            "apt-get update")
+        subprocess.run(["apt-get", "update", "-q"], check=True,
+                       stdout=sys.stderr)
+        version = apt_madison(STOCK10_QEMU[0], STOCK10_SUITE)
+    if version is None:
+        sys.exit(f"run-bench: apt offers no {STOCK10_QEMU[0]} from "
+                 f"{STOCK10_SUITE}; add the suite to apt's sources (see "
+                 "upstream-version)")
+    log(f"fetching Debian's QEMU {version} into {STOCK10_DIR}")
+    shutil.rmtree(STOCK10_DIR, ignore_errors=True)
+    debs = os.path.join(STOCK10_DIR, "debs")
+    os.makedirs(debs)
+    # Sandbox user root: _apt cannot write into bench/out.
+    subprocess.run(["apt-get", "download", "-q", "-o",
+                    "APT::Sandbox::User=root",
+                    *[f"{p}={version}" for p in STOCK10_QEMU],
+                    *STOCK10_FIRMWARE],
+                   cwd=debs, check=True, stdout=sys.stderr)
+    manifest = []
+    for deb in sorted(os.listdir(debs)):
+        path = os.path.join(debs, deb)
+        subprocess.run(["dpkg", "-x", path, STOCK10_DIR], check=True)
+        manifest.append(subprocess.run(
+            ["dpkg-deb", "-f", path, "Package", "Version"], check=True,
+            capture_output=True, text=True).stdout.replace("\n", " ")
+            .replace("Package: ", "").replace("Version: ", "").strip())
+    os.symlink("../..", os.path.join(os.path.dirname(STOCK10),
+                                     "qemu-bundle"))
+    # What the bench loads must resolve on this host; the other modules
+    # (GTK, SDL, JACK...) are never loaded here and only reported.
+    moddir = os.path.join(STOCK10_DIR, "usr", "lib", "x86_64-linux-gnu",
+                          "qemu")
+    needed = {STOCK10, os.path.join(moddir, "audio-pa.so"),
+              os.path.join(moddir, "audio-pipewire.so")}
+    missing = {}
+    for path in sorted(needed | {os.path.join(moddir, m)
+                                 for m in os.listdir(moddir)}):
+        out = subprocess.run(["ldd", path], capture_output=True,
+                             text=True).stdout
+        libs = [line.split()[0] for line in out.splitlines()
+                if "not found" in line]
+        if libs:
+            missing[path] = libs
+    for path, libs in missing.items():
+        log(f"{os.path.relpath(path, STOCK10_DIR)}: not found on this "
+            f"host: {', '.join(libs)}")
+    if needed & set(missing):
+        sys.exit("run-bench: Debian's QEMU 10.0 needs libraries this host "
+                 "lacks (above); install them from bookworm or "
+                 f"{STOCK10_SUITE} and run again")
+    drivers = subprocess.run([STOCK10, "-audiodev", "help"],
+                             capture_output=True, text=True).stdout.split()
+    if "pa" not in drivers or "pipewire" not in drivers:
+        sys.exit(f"run-bench: {STOCK10} does not load its pa and pipewire "
+                 f"modules (audio drivers: {' '.join(drivers[3:])})")
+    with open(STOCK10_MANIFEST, "w") as f:
+        f.write("\n".join(manifest) + "\n")
+    log(f"{first_line([STOCK10, '--version'])}; "
+        f"unpacked {', '.join(manifest)}")
+
+
+def stock10_packages(binary):
+    """The packages a fetched stock 10.0 came from, or None for a binary
+    given with --stock10."""
+    if binary != STOCK10:
+        return None
+    with open(STOCK10_MANIFEST) as f:
+        return [line.strip() for line in f if line.strip()]
 
 
 # --- load ----------------------------------------------------------------
@@ -442,6 +603,168 @@ def latency_stats(samples_us):
             "max": vals[-1]}
 
 
+# --- PipeWire's side ------------------------------------------------------
+
+# When PipeWire's view is taken: this share into the playback (before a
+# disturbance's load starts), at least a second in; the profiler then
+# listens for a second.
+PW_VIEW_AT = 0.25
+PW_PROFILE_S = 1
+
+
+def pw_env(daemon):
+    """What QEMU's pipewire backend needs to find the bench's daemon: it
+    runs as root, the daemon as the bench's user, so the root's own
+    runtime directory holds no pipewire-0.  libpipewire looks for the
+    socket PIPEWIRE_REMOTE in PIPEWIRE_RUNTIME_DIR before
+    XDG_RUNTIME_DIR; root may enter the user's 0700 directory, and
+    PipeWire's access module lets any local client in (pw-dump shows it
+    as pipewire.access "unrestricted", uid 0)."""
+    return {"PIPEWIRE_RUNTIME_DIR": daemon.runtime,
+            "PIPEWIRE_REMOTE": "pipewire-0"}
+
+
+class PipeWireView:
+    """One look at PipeWire's graph while the source plays, in a thread of
+    its own so that the sampling goes on: `pw-dump` (the stream's node,
+    the node.latency it asked for, its format, what it is linked to) and
+    `pw-profiler` for a second (the quantum the graph runs at, the QUANT
+    of pw-top, whose Debian 12 version has no batch mode), both as the
+    daemon's user, as the desktop user's own tools would.  Taken in every
+    run with --daemon pipewire, pa and native ones too, so that every run
+    bears the same disturbance."""
+
+    def __init__(self, daemon, rundir, seconds):
+        self.daemon, self.rundir = daemon, rundir
+        self.delay = max(1.0, seconds * PW_VIEW_AT)
+        self.thread = None
+        self.result = None
+
+    def poll(self, start, t):
+        """Start the look once the playback (started at @start) has run
+        for its delay."""
+        if self.thread is None and start is not None and \
+                t >= start + self.delay:
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+
+    def join(self):
+        """What was seen, or None if the playback never got that far."""
+        if self.thread:
+            self.thread.join(30)
+        return self.result
+
+    def _run(self):
+        try:
+            self.result = self._look()
+        except (OSError, ValueError, KeyError,
+                subprocess.SubprocessError) as e:
+            # Keep what was read before (the sink's latency).
+            self.result = dict(self.result or {}, error=str(e))
+
+    def _look(self):
+        prefix, env = harness.as_user(self.daemon.pw, self.daemon.env)
+        # pw-profiler writes its log and plot scripts into its working
+        # directory: one of the user's own.
+        work = tempfile.mkdtemp(prefix="qva-pw-")
+        os.chown(work, self.daemon.pw.pw_uid, self.daemon.pw.pw_gid)
+        try:
+            dump = subprocess.run(prefix + ["pw-dump"], env=env, cwd="/",
+                                  capture_output=True, text=True,
+                                  check=True, timeout=10).stdout
+            # timeout ends it with SIGTERM, which it takes as its quit.
+            subprocess.run(prefix + ["timeout", str(PW_PROFILE_S),
+                                     "pw-profiler", "-o", "profiler.log"],
+                           env=env, cwd=work, capture_output=True,
+                           timeout=10)
+            with open(os.path.join(work, "profiler.log")) as f:
+                profile = f.read()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        sinks = self.daemon.pactl("list", "sinks")
+        with open(os.path.join(self.rundir, "pw-dump.json"), "w") as f:
+            f.write(dump)
+        with open(os.path.join(self.rundir, "pw-profiler.log"), "w") as f:
+            f.write(profile)
+        # The sink's latency first: the read → sink column needs it even
+        # if the dump cannot be read.
+        m = re.search(r"Name: null\n(?:.*\n)*?\s*Latency: (\d+) usec",
+                      sinks)
+        self.result = {"sink_latency_us": int(m.group(1)) if m else None}
+        self.result.update(pw_summary(pw_objects(dump), profile))
+        return self.result
+
+
+def pw_objects(text):
+    """The objects of a pw-dump: it prints the graph as one JSON array,
+    then one more per change it saw before it quit (an object with "info"
+    null is gone), so the last word on each id counts."""
+    objects, decoder, pos = {}, json.JSONDecoder(), 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos == len(text):
+            break
+        doc, pos = decoder.raw_decode(text, pos)
+        for o in doc:
+            if o.get("info", True) is None:
+                objects.pop(o["id"], None)
+            else:
+                objects[o["id"]] = o
+    return list(objects.values())
+
+
+def pw_summary(objects, profile):
+    """The measured stream's node in a pw-dump, and the graph's quantum
+    in pw-profiler's log while that node took part."""
+    def props(o):
+        return o.get("info", {}).get("props", {})
+
+    nodes = {o["id"]: o for o in objects
+             if o.get("type") == "PipeWire:Interface:Node"}
+    streams = [o for o in nodes.values()
+               if props(o).get("media.class") == "Stream/Output/Audio" and
+               any("qemu" in str(v) or NATIVE_CLIENT in str(v)
+                   for v in props(o).values())]
+    # A running one first: the paplay that proved the daemon ready may
+    # linger, QEMU's are its only playback.
+    streams.sort(key=lambda o: o.get("info", {}).get("state") != "running")
+    settings = next((o for o in objects
+                     if props(o).get("metadata.name") == "settings"), {})
+    rate = next((m.get("value") for m in settings.get("metadata") or []
+                 if m.get("key") == "clock.rate"), None) or RATE
+    if not streams:
+        return {"node": None}
+    node = streams[0]
+    p = props(node)
+    params = node.get("info", {}).get("params", {})
+    fmt_ = (params.get("Format") or params.get("EnumFormat") or [{}])[0]
+    linked = sorted({props(nodes[o["info"]["input-node-id"]]).get(
+                        "node.name", "?")
+                     for o in objects
+                     if o.get("type") == "PipeWire:Interface:Link" and
+                     o["info"].get("output-node-id") == node["id"] and
+                     o["info"].get("input-node-id") in nodes})
+    # pw-profiler's line per cycle: 4 columns of the driver, the 4th its
+    # period in us (clock.duration / rate), then 8 per follower node, the
+    # first its id.
+    periods = []
+    for line in profile.splitlines():
+        cols = line.split("\t")
+        if len(cols) > 4 and str(node["id"]) in {
+                cols[i].strip() for i in range(4, len(cols), 8)}:
+            periods.append(int(cols[3]))
+    quantum = (round(statistics.median(periods) * rate / 1e6)
+               if periods else None)
+    return {"node": node["id"], "name": p.get("node.name"),
+            "node_latency": p.get("node.latency"),
+            "format": (f"{fmt_.get('format', '?')} "
+                       f"{fmt_.get('channels', '?')}ch "
+                       f"{fmt_.get('rate', '?')}Hz"),
+            "linked_to": linked, "rate": rate, "quantum": quantum,
+            "cycles": len(periods)}
+
+
 # --- the recorded signal ----------------------------------------------------
 
 def analyse_signal(pcm):
@@ -536,10 +859,11 @@ def wait_for_file(path, proc, timeout=30):
     return None
 
 
-def sample_until_done(case, daemon, console, proc, qmp_path, dist=None):
+def sample_until_done(case, daemon, console, proc, qmp_path, dist=None,
+                      view=None):
     """Sample PulseAudio's stream latency (and the fork's own view) while
-    the guest runs, and disturb it if @dist; return (pactl samples, QMP
-    samples, the QMP connection if one was opened)."""
+    the guest runs, disturb it if @dist and take PipeWire's @view; return
+    (pactl samples, QMP samples, the QMP connection if one was opened)."""
     pa_samples, qmp_samples = [], []
     qmp = None
     next_qmp = 0.0
@@ -548,6 +872,8 @@ def sample_until_done(case, daemon, console, proc, qmp_path, dist=None):
         t = time.monotonic()
         if dist:
             dist.poll(console.marks.get(console.start), t)
+        if view:
+            view.poll(console.marks.get(console.start), t)
         try:
             s = parse_sink_inputs(daemon.pactl("list", "sink-inputs"))
         except subprocess.CalledProcessError:
@@ -641,9 +967,17 @@ def run_case(case, opts, rundir):
     append = (f"bench.period={period} bench.buffer={buffer} "
               f"bench.seconds={opts.seconds}")
     result = {"case": case, "append": append}
+    view = None
     try:
         with conditions(case, opts) as (daemon, dist):
-            audiodev = f"pa,id=snd0,server=unix:{daemon.socket}{case['opts']}"
+            if case["backend"] == "pipewire":
+                audiodev = f"pipewire,id=snd0{case['opts']}"
+                qemu_env = pw_env(daemon)
+            else:
+                audiodev = (f"pa,id=snd0,server=unix:{daemon.socket}"
+                            f"{case['opts']}")
+                qemu_env = {"PULSE_COOKIE": daemon.cookie}
+            result["env"] = qemu_env
             # -no-shutdown: the guest's power-off pauses QEMU instead of
             # ending it, so its CPU time and the fork's stream counters
             # can still be read.
@@ -652,7 +986,9 @@ def run_case(case, opts, rundir):
                    "-qmp", f"unix:{probe_path},server=on,wait=off",
                    "-pidfile", pidfile, "-no-shutdown"]
             env = dict(os.environ, BENCH_APPEND=append,
-                       BENCH_CARD=case["card"], PULSE_COOKIE=daemon.cookie)
+                       BENCH_CARD=case["card"], **qemu_env)
+            if opts.daemon == "pipewire":
+                view = PipeWireView(daemon, rundir, opts.seconds)
             rec = daemon.record()
             t0 = time.monotonic()
             with open(os.path.join(rundir, "qemu-stderr.log"), "w") as err:
@@ -670,8 +1006,9 @@ def run_case(case, opts, rundir):
                     argv = f.read().decode().split("\0")[:-1]
                 result["cmdline"] = shlex.join(argv)
             pa_samples, qmp_samples, qmp = sample_until_done(
-                case, daemon, console, proc, qmp_path, dist)
+                case, daemon, console, proc, qmp_path, dist, view)
             probe.stop()
+            result["pw"] = view and view.join()
             final = {}
             if pid:
                 final = finish_qemu(proc, qmp, qmp_path, pid, case)
@@ -684,20 +1021,31 @@ def run_case(case, opts, rundir):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     save_run(rundir, opts, pcm, console, pa_samples, qmp_samples)
-    result.update(summarise(console, pa_samples, qmp_samples, final, pcm))
+    # A pipewire backend's stream is no PulseAudio stream: pipewire-pulse
+    # lists it as a sink input with a buffer and sink latency of 0, which
+    # is not a measurement.  Its format there is right.
+    pa_view = case["backend"] == "pa"
+    result.update(summarise(console, pa_samples, qmp_samples, final, pcm,
+                            pa_view))
     result["sink"] = sink_side(rundir, pcm, rec.stamps, probe.samples, opts,
                                result, probe.errors)
-    disturbed(result, dist, console, pa_samples, qmp_samples)
+    disturbed(result, dist, console, pa_samples if pa_view else [],
+              qmp_samples)
     return result
 
 
 def run_native_case(case, opts, rundir):
     """Play the signal with pa-floor instead of a guest, under the same
     conditions, and measure it the same way."""
-    result = {"case": case, "append": "(no guest)"}
+    result = {"case": case, "append": "(no guest)",
+              "env": {"PULSE_COOKIE": None}}
+    view = None
     with conditions(case, opts) as (daemon, dist):
         cmd = [NATIVE, f"unix:{daemon.socket}", case["opts"],
                str(opts.seconds)]
+        result["env"]["PULSE_COOKIE"] = daemon.cookie
+        if opts.daemon == "pipewire":
+            view = PipeWireView(daemon, rundir, opts.seconds)
         rec = daemon.record()
         t0 = time.monotonic()
         with open(os.path.join(rundir, "qemu-stderr.log"), "w") as err:
@@ -711,8 +1059,9 @@ def run_native_case(case, opts, rundir):
                           start="PA-FLOOR-START", end="PA-FLOOR-END",
                           done="PA-FLOOR-END")
         pa_samples, _, _ = sample_until_done(case, daemon, console, proc,
-                                             None, dist)
+                                             None, dist, view)
         proc.wait()
+        result["pw"] = view and view.join()
         console.thread.join(10)
         result["run_s"] = time.monotonic() - t0
         result["exit"] = proc.returncode
@@ -744,8 +1093,9 @@ def disturbed(result, dist, console, pa_samples, qmp_samples):
                                         dist.off - start)
 
 
-def summarise(console, pa_samples, qmp_samples, final, pcm):
-    """The numbers of one run from its raw observations."""
+def summarise(console, pa_samples, qmp_samples, final, pcm, pa_view=True):
+    """The numbers of one run from its raw observations; PulseAudio's
+    latency only if @pa_view (the stream is a PulseAudio client's)."""
     out = {"error": console.value("BENCH-ERROR")}
     xruns = console.value("BENCH-UNDERRUNS")
     out["guest_underruns"] = int(xruns) if xruns else None
@@ -756,10 +1106,11 @@ def summarise(console, pa_samples, qmp_samples, final, pcm):
     end = console.marks.get(console.end, float("inf"))
     playing = [s for s in pa_samples
                if start <= s["t"] <= end and not s["corked"]]
+    seen = playing if pa_view else []
     out["pa_latency"] = latency_stats(
-        [s["buffer_us"] + s["sink_us"] for s in playing])
-    out["pa_buffer"] = latency_stats([s["buffer_us"] for s in playing])
-    out["pa_sink"] = latency_stats([s["sink_us"] for s in playing])
+        [s["buffer_us"] + s["sink_us"] for s in seen])
+    out["pa_buffer"] = latency_stats([s["buffer_us"] for s in seen])
+    out["pa_sink"] = latency_stats([s["sink_us"] for s in seen])
     out["stream_spec"] = playing[0]["spec"] if playing else None
     snaps = console.snaps
     if "start" in snaps and "end" in snaps:
@@ -813,10 +1164,16 @@ def sink_side(rundir, pcm, stamps, reads, opts, result, probe_errors):
     out["render"] = latency_stats(to_render)
     sink = result["pa_sink"].get("median")
     buf = result["pa_buffer"].get("median")
+    if sink is None and (result.get("pw") or {}).get(
+            "sink_latency_us") is not None:
+        # No PulseAudio stream (upstream's pipewire backend): the sink's
+        # own latency, as pipewire-pulse reports it for the null sink.
+        sink = result["pw"]["sink_latency_us"] / 1000
     if out["render"].get("median") is not None and sink is not None:
         out["absolute"] = latency_stats([v + sink * 1000
                                          for v in to_render])
-        out["hidden_ms"] = out["render"]["median"] - buf
+        if buf is not None:
+            out["hidden_ms"] = out["render"]["median"] - buf
     # Over time, for the disturbance's timeline (not kept otherwise).
     result["read_to_sink"] = [(t, v * 1000 + (sink or 0)) for t, v in timed]
     return out
@@ -871,6 +1228,14 @@ SINK_NOTE = (
     "source holds before PulseAudio sees it; the native client's is the "
     "measurement's own error.  chunk delay: the recorder's median lateness "
     "behind its least late chunk (the timeline's noise).")
+
+PW_NOTE = (
+    "One look per run, a quarter into the playback: the stream's node in "
+    "`pw-dump` (its node.latency request, its format, the node it is "
+    "linked to) and, from `pw-profiler` over one second, the quantum the "
+    "graph ran at while the node took part (frames at the graph's rate; "
+    "pw-top's QUANT), with the cycles it was seen in.  Files: "
+    "pw-dump.json, pw-profiler.log in the run's directory.")
 
 TABLE_HEAD = (
     "| period/buffer | config | load | PA lat median ms | p95 | p99 | max | "
@@ -942,34 +1307,54 @@ def ratio(fork, stock, get):
 
 
 def ratio_table(results):
-    """Fork default vs each stock config and the native floor, per
-    setting and load."""
+    """Each fork config vs its partners in RATIO_PAIRS (stock, the other
+    backend, the native floor), per setting and load."""
     by = {(r["case"]["setting"], r["case"]["load"], r["case"]["config"]): r
           for r in results}
+    # read → sink too: PulseAudio's view is missing for upstream's
+    # pipewire backend, and pipewire-pulse reports 0 for every stream.
     out = ["| period/buffer | load | fork | vs | median latency fork/other | "
+           "read → sink fork/other | "
            "CPU play fork/other | besides vCPU | "
            "wake-ups play fork/other | CPU whole fork/other |",
-           "|---|---|---|---|---:|---:|---:|---:|---:|"]
+           "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for (setting, load, config), fork in by.items():
-        if config not in ("fork-default", "fork-hda"):
-            continue
-        others = (("stock-hda", "fork-default", "native-5ms")
-                  if config == "fork-hda" else
-                  ("stock-default", "stock-tuned", "native-5ms"))
-        for stock_cfg in others:
+        for stock_cfg in RATIO_PAIRS.get(config, ()):
             stock = by.get((setting, load, stock_cfg))
             if not stock:
                 continue
             period, buffer = SETTINGS[setting]
             lat = ratio(fork, stock, lambda r: r["pa_latency"].get("median"))
+            sink = ratio(fork, stock, lambda r: r.get("sink", {}).get(
+                "absolute", {}).get("median"))
             play = ratio(fork, stock, lambda r: r.get("cpu_play"))
             rest = ratio(fork, stock, lambda r: r.get("cpu_play_rest"))
             wake = ratio(fork, stock, lambda r: r.get("wakeups_play"))
             whole = ratio(fork, stock, lambda r: r.get("cpu_whole"))
             out.append(f"| {period}/{buffer} | {load} | {config} | "
-                       f"{stock_cfg} | "
-                       f"{lat} | {play} | {rest} | {wake} | {whole} |")
+                       f"{stock_cfg} | {lat} | {sink} | "
+                       f"{play} | {rest} | {wake} | {whole} |")
     return "\n".join(out) if len(out) > 2 else ""
+
+
+def pw_table(results):
+    """PipeWire's view of each run's stream (PipeWireView)."""
+    def row(v, c, pb):
+        if v.get("error"):
+            return (f"| {pb} | {c['config']} | {c['load']} | "
+                    f"{v['error']} | | | | | | |")
+        q = v.get("quantum")
+        return (f"| {pb} | {c['config']} | {c['load']} | "
+                f"{fmt(v.get('name'))} | {fmt(v.get('node_latency'))} | "
+                f"{fmt(v.get('format'))} | "
+                f"{', '.join(v.get('linked_to') or []) or '–'} | "
+                f"{fmt(q)} | "
+                f"{fmt(None if q is None else q * 1000 / v['rate'], 2)} | "
+                f"{fmt(v.get('cycles'))} |")
+    return run_table(results, "pw", [
+        "| period/buffer | config | load | node | node.latency asked | "
+        "format | linked to | graph quantum | quantum ms | cycles |",
+        "|---|---|---|---|---|---|---|---:|---:|---:|"], row)
 
 
 def command_lines(results):
@@ -981,9 +1366,9 @@ def command_lines(results):
         if cfg in seen or not r.get("cmdline"):
             continue
         seen.add(cfg)
+        env = " ".join(f"{k}={v}" for k, v in (r.get("env") or {}).items())
         out.append(f"- {cfg} (guest: `{r['append']}` in -append):\n\n"
-                   f"  ```\n  PULSE_COOKIE=/home/{BENCH_USER[0]}/.config/"
-                   f"pulse/cookie {r['cmdline']}\n  ```")
+                   f"  ```\n  {env} {r['cmdline']}\n  ```")
     return "\n".join(out)
 
 
@@ -1028,6 +1413,8 @@ def render(results, info, opts, started, finished, rundirs, plot=None):
     main = [r for r in results if not r["case"]["extra"]]
     extra = [r for r in results if r["case"]["extra"]]
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(started))
+    against = (" (against stock 10.0)" if info.get("props_against_stock10")
+               else "")
     lines = [
         f"# Audio benchmark {when}",
         "",
@@ -1043,13 +1430,18 @@ def render(results, info, opts, started, finished, rundirs, plot=None):
         "(null sink, 48 kHz s16le "
         f"stereo, as a throwaway user; {DAEMON_PRIORITY[opts.daemon]})",
         f"- stock: `{STOCK}`: {info['stock']}",
+        *([f"- stock 10.0: `{opts.stock10}`: {info['stock10']}" + (
+            " (unpacked, not installed, from Debian's packages "
+            f"{', '.join(info['stock10_packages'])})"
+            if info["stock10_packages"] else "")]
+          if info.get("stock10") else []),
         f"- fork: `{opts.fork}`: {info['fork']}" + (
             "" if opts.no_snapshot else
             " (run from a copy taken at the start, path below)") +
         f"; sha256 {info['fork_sha256'][:16]}",
-        "- AC97 properties only the fork has: " + (
+        f"- AC97 properties only the fork has{against}: " + (
             ", ".join(f"`{p}`" for p in info["ac97_fork_only"]) or "none"),
-        "- HDA codec properties only the fork has: " + (
+        f"- HDA codec properties only the fork has{against}: " + (
             ", ".join(f"`{p}`" for p in info["hda_fork_only"]) or "none"),
         f"- load: `stress-ng --cpu {info['nproc']}` ({info['stress-ng']}) "
         "at normal priority, from before QEMU starts until it has quit",
@@ -1057,6 +1449,13 @@ def render(results, info, opts, started, finished, rundirs, plot=None):
         "counter (bench/guest/signal.awk); the card: "
         + "; ".join(f"{k}: {v}" for k, v in CARDS.items()) + " (configs "
         "named -hda play through HDA, the others through AC97)",
+        *(["- configs named -pw-: upstream's PipeWire backend "
+           "(`-audiodev pipewire,id=snd0`, its defaults), straight to the "
+           "pipewire daemon (PIPEWIRE_RUNTIME_DIR set to its runtime "
+           "directory), not through pipewire-pulse; PulseAudio's latency "
+           "view does not apply to them"]
+          if any(r["case"].get("backend") == "pipewire" for r in results)
+          else []),
         "- native-5ms, native-10ms: no guest and no QEMU: `bench/native/"
         "pa-floor.c` plays the same signal with the fork's requests at "
         "that latency (tlength = prebuf = latency - 1 ms, minreq "
@@ -1074,6 +1473,10 @@ def render(results, info, opts, started, finished, rundirs, plot=None):
     if sink:
         lines += ["## At the sink: what arrived, and when (frame counter)",
                   "", SINK_NOTE, "", sink, ""]
+    pw = pw_table(main)
+    if pw:
+        lines += ["## PipeWire's view of the stream", "", PW_NOTE, "", pw,
+                  ""]
     ratios = ratio_table(main)
     if ratios:
         lines += ["## Fork default vs stock and the native floor", "",
@@ -1121,8 +1524,9 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=int, default=60,
                    help="audio the guest plays per run (default 60)")
-    p.add_argument("--configs", default=",".join(CONFIGS),
-                   help=f"comma list of {', '.join(CONFIGS)}")
+    p.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
+                   help=f"comma list of {', '.join(CONFIGS)} (default: "
+                        "all but the stock10-* and *-pw-* ones)")
     p.add_argument("--loads", default=",".join(LOADS),
                    help="comma list of idle, load, disturb (both cores "
                         "loaded for the middle quarter of the run only; "
@@ -1144,6 +1548,10 @@ def parse_args(argv):
     p.add_argument("--fork", default=FORK, metavar="BINARY",
                    help="the fork's binary (default build/qemu-system-x86_64"
                         "), e.g. a copy of an earlier build to compare with")
+    p.add_argument("--stock10", default=STOCK10, metavar="BINARY",
+                   help="Debian's QEMU 10.0 for the stock10-* configs "
+                        "(default: fetched from bookworm-backports into "
+                        "bench/out/stock-10.0/ on first use)")
     p.add_argument("--no-snapshot", action="store_true",
                    help="run build/qemu-system-x86_64 in place instead of "
                         "a copy taken at the start")
@@ -1161,12 +1569,16 @@ def plan(opts):
     for name in opts.configs.split(","):
         if name not in CONFIGS:
             sys.exit(f"run-bench: unknown config {name}")
-        binary, extra_opts, card = CONFIGS[name]
-        configs[name] = {"binary": binary, "opts": extra_opts, "card": card,
-                         "extra": False}
+        binary, backend, extra_opts, card = CONFIGS[name]
+        if backend == "pipewire" and opts.daemon != "pipewire":
+            sys.exit(f"run-bench: {name} plays through -audiodev pipewire "
+                     "and needs --daemon pipewire")
+        configs[name] = {"binary": binary, "backend": backend,
+                         "opts": extra_opts, "card": card, "extra": False}
     for v in opts.fork_variant:
         name, _, extra_opts = v.partition("=")
-        configs[name] = {"binary": FORK, "opts": "," + extra_opts,
+        configs[name] = {"binary": FORK, "backend": "pa",
+                         "opts": "," + extra_opts,
                          "card": "hda" if "hda" in name else "ac97",
                          "extra": True}
     cases = []
@@ -1177,16 +1589,22 @@ def plan(opts):
             if load not in LOADS:
                 sys.exit(f"run-bench: unknown load {load}")
             for name, c in configs.items():
+                # query-audio-streams is the fork's pa backend's own.
                 cases.append(dict(c, config=name, setting=setting,
-                                  load=load, qmp_streams=c["binary"] == FORK))
+                                  load=load,
+                                  qmp_streams=c["binary"] == FORK and
+                                  c["backend"] == "pa"))
     return cases
 
 
 def main():
     opts = parse_args(sys.argv[1:])
     cases = plan(opts)
+    stock10 = (opts.stock10 if any(c["binary"] == STOCK10 for c in cases)
+               else None)
     ensure_prerequisites(any(c["load"] != "idle" for c in cases),
-                         any(c["load"] == "disturb" for c in cases))
+                         any(c["load"] == "disturb" for c in cases),
+                         stock10)
     started = time.time()
     stamp = time.strftime("%Y-%m-%d", time.localtime(started))
     output = opts.output or os.path.join(HERE, "results",
@@ -1197,7 +1615,9 @@ def main():
     for c in cases:
         if c["binary"] == FORK:
             c["binary"] = fork
-    info = machine_info(fork)
+        elif c["binary"] == STOCK10:
+            c["binary"] = stock10
+    info = machine_info(fork, stock10)
     log(f"{len(cases)} runs of {opts.seconds} s; raw data in {runs}")
     results, rundirs = [], {}
     for n, case in enumerate(cases, 1):
