@@ -17,14 +17,20 @@
 #   make uninstall  remove exactly what make install installed there
 #   make deb        build/qemu-system-x86-vfio-audio_*.deb, a drop-in for
 #                   Debian's qemu-system-x86_64 (buildsys/make-deb)
+#   make check-deb-chroot  that .deb built, installed over Debian's binary,
+#                   driven by libvirt and removed again in a chroot of the
+#                   Debian release of the base (7.2: bookworm, 10.0: trixie;
+#                   debootstrap, buildsys/check-deb-chroot; ~40 min cold)
 #   make demo       boot a tiny Debian guest on the fork that plays a chime
 #                   to your sound server (bench/guest)
 #   make bench      the latency benchmark against Debian's stock binary
 #   make soak       the bench guest plays while the sound server is ended
 #                   and restarted 20 times (SOAK_ARGS: --restarts N ...)
-#   make check-upstream-tree  patches/ on upstream 7.2.22 without Debian's
-#                   own patches: applies, builds, runs (CI runs it)
-#   make gentoo-check  the Gentoo overlay, as far as it can be checked here
+#   make check-upstream-tree  patches/BASE/ on upstream 7.2.22 or 10.0.13
+#                   without Debian's own patches: applies, builds, runs
+#                   (CI runs it for both)
+#   make gentoo-check  the Gentoo overlay (the base's ebuild), as far as it
+#                   can be checked here
 #   make clean      drop the objects, keep the prepared tree and download
 #   make distclean  drop build/ entirely
 
@@ -53,9 +59,10 @@ DESTDIR ?=
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all setup reconfigure prepare check install uninstall deb demo \
+.PHONY: all setup reconfigure prepare check install uninstall deb \
+	check-deb-chroot demo \
 	bench soak fuzz check-sanitizers check-upstream-tree gentoo-check clean \
-	distclean only-7.2
+	distclean
 
 all: prepare
 	$(NINJA) -C $(QEMU_BUILD) qemu-system-x86_64
@@ -104,6 +111,9 @@ uninstall:
 deb: all
 	buildsys/make-deb $(BUILD) $(BUILD)/deb
 
+check-deb-chroot:
+	buildsys/check-deb-chroot $(UPSTREAM)
+
 # The guest is built from Debian packages (kernel, busybox, alsa-utils).
 demo: all
 	bench/guest/build-guest.sh $(BUILD)/guest
@@ -117,21 +127,12 @@ soak: all
 	QEMU_BINARY=$(abspath $(BUILD))/qemu-system-x86_64 \
 		tests/integration/soak_restarts.py $(SOAK_ARGS)
 
-# Both are written for the 7.2 base so far: the 10.0 queue on upstream
-# 10.0.x and a 10.0 ebuild are still to come.
-check-upstream-tree gentoo-check: only-7.2
-
-only-7.2:
-	@if [ "$(UPSTREAM)" != 7.2 ]; then \
-	    echo "make $(MAKECMDGOALS): only the 7.2 base has this yet" >&2; \
-	    exit 1; fi
-
 check-upstream-tree: $(BUILD)/config.status
-	buildsys/check-upstream-tree --test $(BUILD)
+	buildsys/check-upstream-tree --test --upstream=$(UPSTREAM) $(BUILD)
 
 # GENTOO_CHECK_ARGS=--build adds a full build and install (~6 min cold).
 gentoo-check: $(BUILD)/config.status
-	gentoo/check-ebuild $(GENTOO_CHECK_ARGS) $(BUILD)
+	gentoo/check-ebuild $(GENTOO_CHECK_ARGS) --upstream=$(UPSTREAM) $(BUILD)
 
 clean:
 	@if [ -d $(QEMU_BUILD) ]; then $(NINJA) -C $(QEMU_BUILD) clean; fi

@@ -28,6 +28,15 @@ modules=${GUEST_MODULES:-snd-intel8x0 snd-hda-codec-generic snd-hda-intel}
 # Guest userland packages.  libc6 is fetched too so that aplay runs against
 # the archive's libc, not whatever the host happens to have.
 userland_pkgs="alsa-utils libasound2 libasound2-data libc6"
+# Debian 13 renamed libraries in its 64-bit time_t transition (libasound2
+# is libasound2t64 there): take the name this archive has.
+userland_pkgs=$(for pkg in $userland_pkgs; do
+    if apt-cache show "${pkg}t64" >/dev/null 2>&1; then
+        echo "${pkg}t64"
+    else
+        echo "$pkg"
+    fi
+done | tr '\n' ' ')
 
 log() { echo "build-guest: $*" >&2; }
 
@@ -93,6 +102,13 @@ unpack() {
     mkdir -p "$dir"
     for deb in "$@"; do
         dpkg-deb -x "$deb" "$dir"
+    done
+    # Debian 13's packages install into /usr only (merged /usr): give the
+    # tree the links its root has, so /bin/busybox and /lib/modules resolve.
+    for sub in bin sbin lib lib64; do
+        if [ ! -e "$dir/$sub" ] && [ -d "$dir/usr/$sub" ]; then
+            ln -s "usr/$sub" "$dir/$sub"
+        fi
     done
     echo "$want" >"$dir.stamp"
 }

@@ -19,7 +19,10 @@ from harness import (AC97_ID, AC97_PO_CIV, AC97_PO_PICB, HDA_IDS, HDA_SD_LPIB,
                      QMP, TOP, LineSocket, MonitorReads, Qemu, connect_unix,
                      hda_running_output, pci_bar)
 
-GUEST_DIR = os.path.join(TOP, "build", "guest")
+# QVA_GUEST_DIR: another release's chroot (buildsys/check-deb-chroot)
+# builds the guest from its own archive, not into this host's tree.
+GUEST_DIR = os.environ.get("QVA_GUEST_DIR",
+                           os.path.join(TOP, "build", "guest"))
 
 # -device arguments of each card, as the bench has them
 # (bench/guest/run-guest.sh); HDA as libvirt's <sound model='ich9'/>.

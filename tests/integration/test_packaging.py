@@ -119,8 +119,12 @@ DOMAIN = """<domain type='qemu'>
 
 
 def virsh(*args, check=True):
-    return subprocess.run(["virsh", "-c", "qemu:///system"] + list(args),
-                          capture_output=True, text=True, check=check)
+    p = subprocess.run(["virsh", "-c", "qemu:///system"] + list(args),
+                       capture_output=True, text=True)
+    # libvirt's own words: the domain's log may not exist yet.
+    assert not check or p.returncode == 0, \
+        f"virsh {' '.join(args)}: {p.stderr.strip()}"
+    return p
 
 
 @contextlib.contextmanager
