@@ -126,10 +126,14 @@ def test_native_floor_plays_the_signal_intact():
     # wrote it: the sink's timeline and the counter agree.  (A sink with
     # room renders a frame the moment it comes, and it plays a sink
     # latency later: the timeline's noise may put the render a little
-    # before the write, by far less than a millisecond.)
+    # before the write.  Mostly by far less than a millisecond, but by
+    # up to 2.6 ms near the stream's end (a CI run, one read of 40),
+    # where the sink takes back what it had rendered ahead; a counter
+    # read against the wrong timeline is off by tens of ms.)
     lat = rb.latency.latencies(reads, offsets, numbers,
                                rb.latency.SinkClock(rec.stamps))
-    assert len(lat) == len(reads) and min(lat) > -0.001, lat
+    assert len(lat) == len(reads) and min(lat) > -0.005, lat
+    assert sorted(lat)[len(lat) // 2] > 0, lat
 
 
 def test_native_floor_rejects_bad_arguments():
