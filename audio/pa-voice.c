@@ -991,6 +991,39 @@ static void pa_set_defaults(Audiodev *dev)
     }
 }
 
+/*
+ * What the server holds of the stream now: its last timing report, aged
+ * by the time since.  Not pa_stream_get_latency(): its interpolated clock
+ * never runs back, and once it ran ahead of a playback stream as short as
+ * ours, the answer is 0 (never negative for playback) until the write
+ * index overtakes it, which at 5 ms may be never: the field went missing
+ * for whole sessions.  The report comes every 1.5 s at most
+ * (PA_STREAM_AUTO_TIMING_UPDATE); the age stands in for what the device
+ * played or captured since, at the nominal rate.
+ */
+static bool stream_measured_us(PAStream *ps, uint64_t *us)
+{
+    const pa_timing_info *ti = pa_stream_get_timing_info(ps->stream);
+    int64_t held, age = 0;
+
+    if (!ti || ti->write_index_corrupt || ti->read_index_corrupt) {
+        return false;
+    }
+    if (ti->playing && pa_stream_is_corked(ps->stream) == 0) {
+        age = pa_timeval_age(&ti->timestamp);
+    }
+    held = ti->write_index - ti->read_index;
+    held = held < 0 ? -(int64_t)pa_bytes_to_usec(-held, &ps->spec)
+                    : (int64_t)pa_bytes_to_usec(held, &ps->spec);
+    if (ps->playback) {
+        held += ti->sink_usec - age;
+    } else {
+        held += ti->source_usec + age;
+    }
+    *us = MAX(held, 0);
+    return true;
+}
+
 void pa_stream_stats_foreach(PAStreamStatsFn fn, void *opaque)
 {
     PAAudio *pa;
@@ -1012,16 +1045,9 @@ void pa_stream_stats_foreach(PAStreamStatsFn fn, void *opaque)
                 .stats = ps->stats,
             };
             const pa_buffer_attr *ba;
-            pa_usec_t usec;
-            int neg;
 
-            /* 0 until the server sent its first timing update */
-            if (info.connected &&
-                pa_stream_get_latency(ps->stream, &usec, &neg) == 0 &&
-                usec && !neg) {
-                info.measured_us = usec;
-                info.has_measured = true;
-            }
+            info.has_measured = info.connected &&
+                                stream_measured_us(ps, &info.measured_us);
             ba = info.connected ? pa_stream_get_buffer_attr(ps->stream)
                                 : NULL;
             if (ba) {
