@@ -261,7 +261,7 @@ static void pa_conn_try(void *opaque)
     pa_conn_leave(c);
 }
 
-PAConn *pa_conn_new(const char *server, const char *id, Error **errp)
+PAConn *pa_conn_new(const char *server, const char *id)
 {
     PAConn *c = g_new0(PAConn, 1);
 
@@ -273,16 +273,6 @@ PAConn *pa_conn_new(const char *server, const char *id, Error **errp)
     c->state_bh = qemu_bh_new(state_bh, c);
     c->retry_timer = timer_new_ms(QEMU_CLOCK_REALTIME, pa_conn_try, c);
     c->loop = pa_loop_new();
-    if (!c->loop) {
-        error_setg(errp, "audiodev %s: cannot create libpulse's main loop",
-                   id);
-        timer_free(c->retry_timer);
-        qemu_bh_delete(c->state_bh);
-        g_free(c->server_opt);
-        g_free(c->id);
-        g_free(c);
-        return NULL;
-    }
     pa_conn_try(c);
     return c;
 }

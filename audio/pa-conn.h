@@ -29,10 +29,9 @@ typedef struct PAConnClient {
 /*
  * Start connecting to @server (NULL: discover it) in the background; log
  * lines name the audiodev @id.  Never fails for want of a server: it keeps
- * trying, with backoff, until one answers; fails only if libpulse's
- * main loop cannot be made.
+ * trying, with backoff, until one answers.
  */
-PAConn *pa_conn_new(const char *server, const char *id, Error **errp);
+PAConn *pa_conn_new(const char *server, const char *id);
 void pa_conn_free(PAConn *conn);
 
 /*

@@ -18,8 +18,9 @@ void pa_loop_free(PALoop *l);
 pa_mainloop_api *pa_loop_api(PALoop *l);
 
 /*
- * Dispatch what libpulse has queued or has due (a write, a timer), without
- * looking at the server's sockets; call after every libpulse call.
+ * Dispatch what libpulse has queued (a write, a reply), without looking at
+ * the server's sockets; call after every libpulse call.  Costs nothing when
+ * nothing is queued.
  */
 void pa_loop_run(PALoop *l);
 

@@ -485,11 +485,7 @@ static bool pa_wants_full_out(HWVoiceOut *hw)
 
 static void pa_lost_out(HWVoiceOut *hw, size_t bytes)
 {
-    PAStream *ps = PA_OUT(hw);
-
-    pa_conn_enter(ps->pa->conn);
-    ps->stats.lost += bytes;
-    pa_conn_leave(ps->pa->conn);
+    PA_OUT(hw)->stats.lost += bytes;
 }
 
 /*
@@ -944,11 +940,7 @@ static void *pa_audio_init(Audiodev *dev, Error **errp)
     pa = g_new0(PAAudio, 1);
     pa->dev = dev;
     QLIST_INIT(&pa->streams);
-    pa->conn = pa_conn_new(popts->server, dev->id, errp);
-    if (!pa->conn) {
-        g_free(pa);
-        return NULL;
-    }
+    pa->conn = pa_conn_new(popts->server, dev->id);
     QTAILQ_INSERT_TAIL(&pa_audios, pa, next);
     return pa;
 }
