@@ -21,7 +21,8 @@ bench/out/, not installed) and upstream's own PipeWire backend
 (-audiodev pipewire) in both binaries, and, as the floor, a native
 PulseAudio client (bench/native/pa-floor.c) playing the same signal with
 the fork's requests at the same latency: what any client at that latency
-gets on this machine.
+gets on this machine (and, with pipewire, a native PipeWire client,
+bench/native/pw-floor.c).
 
 It is a benchmark, not a test: it never judges the numbers, it prints a
 Markdown table and writes it to bench/results/RESULTS-<date>.md (and the
@@ -75,6 +76,16 @@ STOCK10_MANIFEST = os.path.join(STOCK10_DIR, "PACKAGES")
 GUEST = os.path.join(TOP, "bench", "out", "guest")
 NATIVE = os.path.join(TOP, "bench", "out", "pa-floor")
 NATIVE_SRC = os.path.join(HERE, "native", "pa-floor.c")
+# Its PipeWire counterpart: a pw_stream straight to the pipewire daemon.
+NATIVE_PW = os.path.join(TOP, "bench", "out", "pw-floor")
+NATIVE_PW_SRC = os.path.join(HERE, "native", "pw-floor.c")
+# binary: (source, pkg-config package, Debian package with its .pc)
+NATIVE_BUILDS = {
+    NATIVE: (NATIVE_SRC, "libpulse", "libpulse-dev"),
+    NATIVE_PW: (NATIVE_PW_SRC, "libpipewire-0.3", "libpipewire-0.3-dev"),
+}
+# The signal both make (the source of their stamps' meaning too).
+NATIVE_HEADER = os.path.join(HERE, "native", "floor-signal.h")
 NATIVE_CLIENT = "qva-native-floor"
 RUN_GUEST = os.path.join(HERE, "guest", "run-guest.sh")
 # Our own throwaway user, not the tests' (qva-desk*), so that a `make
@@ -123,6 +134,11 @@ CONFIGS = {
     # The latency target in us, for pa-floor.
     "native-5ms": (NATIVE, None, "5000", None),
     "native-10ms": (NATIVE, None, "10000", None),
+    # pw-floor: node.latency of 5 / 10 ms in frames, a pw_stream straight
+    # to the daemon as upstream's backend in QEMU is.  --daemon pipewire
+    # only.
+    "native-pw-5ms": (NATIVE_PW, "pipewire", "5000", None),
+    "native-pw-10ms": (NATIVE_PW, "pipewire", "10000", None),
     # Debian's 10.0 (the fork's newer base), through the same daemon.
     "stock10-hda": (STOCK10, "pa", "", "hda"),
     # Upstream's PipeWire backend (audio/pwaudio.c), with its defaults,
@@ -145,7 +161,7 @@ RATIO_PAIRS = {
                  "fork-pw-hda", "fork-default", "native-5ms"),
     # Upstream's backend in the fork against the same in Debian's 10.0:
     # what the fork's HDA changes do without our pa backend.
-    "fork-pw-hda": ("stock10-pw-hda", "native-5ms"),
+    "fork-pw-hda": ("stock10-pw-hda", "native-5ms", "native-pw-5ms"),
 }
 # The guest's sound card: QEMU's -device arguments (bench/guest/run-guest.sh).
 CARDS = {
@@ -217,7 +233,12 @@ def device_props(binary, device="AC97"):
 
 
 def machine_info(fork, stock10=None):
-    """The machine and the binaries; @stock10 only if a case runs it."""
+    """The machine and the binaries; @stock10 and @fork only if a case
+    runs them (None otherwise)."""
+    if fork is None:
+        return dict(machine_info(STOCK, stock10), fork="(no case runs it)",
+                    fork_sha256="–", ac97_fork_only=[], hda_fork_only=[],
+                    props_against_stock10=False)
     fork_version = first_line([fork, "--version"])
     # The fork's own device properties show against stock of its own
     # base when that runs too: against 7.2, a 10.0 fork lists all that
@@ -266,7 +287,10 @@ def apt_install(*pkgs):
                    env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
 
 
-def ensure_prerequisites(need_load, need_plot, stock10=None):
+def ensure_prerequisites(need_load, need_plot, stock10=None,
+                         binaries=(STOCK, FORK)):
+    """What the cases need; @binaries: those they run (a native run
+    needs neither the fork nor the guest)."""
     if os.geteuid() != 0:
         sys.exit("run-bench: run as root (QEMU runs as root, as in the "
                  "fork's use case, and the daemon as a throwaway user)")
@@ -281,8 +305,12 @@ def ensure_prerequisites(need_load, need_plot, stock10=None):
                                     capture_output=True).returncode:
         apt_install("python3-matplotlib")
     build_native()
+    if NATIVE_PW in binaries:
+        build_native(NATIVE_PW)
+    # Stock's device properties are read whatever runs (machine_info()).
     for binary in (STOCK, FORK):
-        if not os.path.exists(binary):
+        if (binary == STOCK or binary in binaries) and \
+                not os.path.exists(binary):
             sys.exit(f"run-bench: {binary} is missing (stock: apt-get "
                      "install qemu-system-x86; fork: make)")
     if stock10 == STOCK10:
@@ -290,24 +318,27 @@ def ensure_prerequisites(need_load, need_plot, stock10=None):
     elif stock10 and not os.access(stock10, os.X_OK):
         sys.exit(f"run-bench: --stock10 {stock10}: no such executable")
     # Cheap when nothing changed; a guest built before it carried
-    # snd-hda-intel would not find the HDA card.
-    subprocess.run([os.path.join(HERE, "guest", "build-guest.sh"), GUEST],
-                   check=True, stdout=sys.stderr)
+    # snd-hda-intel would not find the HDA card.  Native runs boot none.
+    if any(b not in NATIVE_BUILDS for b in binaries):
+        subprocess.run([os.path.join(HERE, "guest", "build-guest.sh"),
+                        GUEST], check=True, stdout=sys.stderr)
 
 
-def build_native():
-    """pa-floor, rebuilt when its source is newer (libpulse-dev is one of
-    the fork's build dependencies)."""
-    if (os.path.exists(NATIVE) and
-            os.path.getmtime(NATIVE) >= os.path.getmtime(NATIVE_SRC)):
+def build_native(binary=NATIVE):
+    """pa-floor (or pw-floor), rebuilt when its source or the signal's
+    header is newer (libpulse-dev and libpipewire-0.3-dev are among the
+    fork's build dependencies)."""
+    src, pkg, deb = NATIVE_BUILDS[binary]
+    if (os.path.exists(binary) and os.path.getmtime(binary) >=
+            max(os.path.getmtime(src), os.path.getmtime(NATIVE_HEADER))):
         return
-    if subprocess.run(["pkg-config", "--exists", "libpulse"]).returncode:
-        apt_install("libpulse-dev", "pkg-config")
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libpulse"],
+    if subprocess.run(["pkg-config", "--exists", pkg]).returncode:
+        apt_install(deb, "pkg-config")
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", pkg],
                            check=True, capture_output=True,
                            text=True).stdout.split()
-    os.makedirs(os.path.dirname(NATIVE), exist_ok=True)
-    subprocess.run(["cc", "-O2", "-Wall", "-o", NATIVE, NATIVE_SRC, *flags],
+    os.makedirs(os.path.dirname(binary), exist_ok=True)
+    subprocess.run(["cc", "-O2", "-Wall", "-o", binary, src, *flags],
                    check=True, stdout=sys.stderr)
 
 
@@ -544,7 +575,7 @@ class Console:
         for line in self.stream:
             line = line.rstrip("\r\n")
             self.lines.append(line)
-            m = re.match(r"((?:BENCH|PA-FLOOR)-[A-Z-]+)", line)
+            m = re.match(r"((?:BENCH|PA-FLOOR|PW-FLOOR)-[A-Z-]+)", line)
             if not m or m.group(1) in self.marks:
                 continue
             self.marks[m.group(1)] = time.monotonic()
@@ -957,7 +988,7 @@ def save_run(rundir, opts, pcm, console, pa_samples, qmp_samples):
 
 def run_case(case, opts, rundir):
     """Boot the guest once for @case and return everything measured."""
-    if case["binary"] == NATIVE:
+    if case["binary"] in NATIVE_BUILDS:
         return run_native_case(case, opts, rundir)
     period, buffer = SETTINGS[case["setting"]]
     tmp = tempfile.mkdtemp(prefix="qva-bench-")
@@ -1034,16 +1065,32 @@ def run_case(case, opts, rundir):
     return result
 
 
+def floor_reads(lines, tag):
+    """latency.floor_reads() for either native floor: pw-floor's
+    "PW-FLOOR-T NS FRAME" means what pa-floor's "PA-FLOOR-T" does."""
+    head = f"{tag}-T "
+    return latency.floor_reads(["PA-FLOOR-T " + line[len(head):]
+                                for line in lines if line.startswith(head)])
+
+
 def run_native_case(case, opts, rundir):
-    """Play the signal with pa-floor instead of a guest, under the same
-    conditions, and measure it the same way."""
-    result = {"case": case, "append": "(no guest)",
-              "env": {"PULSE_COOKIE": None}}
+    """Play the signal with pa-floor (or pw-floor) instead of a guest,
+    under the same conditions, and measure it the same way."""
+    pw = case["binary"] == NATIVE_PW
+    tag = "PW-FLOOR" if pw else "PA-FLOOR"
+    result = {"case": case, "append": "(no guest)"}
     view = None
     with conditions(case, opts) as (daemon, dist):
-        cmd = [NATIVE, f"unix:{daemon.socket}", case["opts"],
-               str(opts.seconds)]
-        result["env"]["PULSE_COOKIE"] = daemon.cookie
+        if pw:
+            # As upstream's backend in QEMU: root, straight to the
+            # daemon's socket.
+            env = pw_env(daemon)
+            cmd = [NATIVE_PW, case["opts"], str(opts.seconds)]
+        else:
+            env = {"PULSE_COOKIE": daemon.cookie}
+            cmd = [NATIVE, f"unix:{daemon.socket}", case["opts"],
+                   str(opts.seconds)]
+        result["env"] = env
         if opts.daemon == "pipewire":
             view = PipeWireView(daemon, rundir, opts.seconds)
         rec = daemon.record()
@@ -1052,12 +1099,11 @@ def run_native_case(case, opts, rundir):
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=err,
                                     text=True, errors="replace",
-                                    env=dict(os.environ,
-                                             PULSE_COOKIE=daemon.cookie))
+                                    env=dict(os.environ, **env))
         result["cmdline"] = shlex.join(cmd)
         console = Console(proc.stdout, lambda: proc.pid,
-                          start="PA-FLOOR-START", end="PA-FLOOR-END",
-                          done="PA-FLOOR-END")
+                          start=f"{tag}-START", end=f"{tag}-END",
+                          done=f"{tag}-END")
         pa_samples, _, _ = sample_until_done(case, daemon, console, proc,
                                              None, dist, view)
         proc.wait()
@@ -1067,14 +1113,18 @@ def run_native_case(case, opts, rundir):
         result["exit"] = proc.returncode
         pcm = rec.stop()
     save_run(rundir, opts, pcm, console, pa_samples, [])
-    result.update(summarise(console, pa_samples, [], {}, pcm))
+    # pw-floor's stream is no PulseAudio stream: as for upstream's
+    # backend, pipewire-pulse's latencies of it are 0 (run_case()).
+    result.update(summarise(console, pa_samples, [], {}, pcm, not pw))
     result["sink"] = sink_side(rundir, pcm, rec.stamps,
-                               latency.floor_reads(console.lines), opts,
+                               floor_reads(console.lines, tag), opts,
                                result, 0)
-    end = console.value("PA-FLOOR-END") or ""
+    end = console.value(f"{tag}-END") or ""
     m = re.search(r"underruns=(\d+)", end)
     result["server_underruns"] = int(m.group(1)) if m else None
-    disturbed(result, dist, console, pa_samples, [])
+    m = re.search(r"quantum=(\d+-\d+)", end)
+    result["client_quantum"] = m.group(1) if m else None
+    disturbed(result, dist, console, [] if pw else pa_samples, [])
     return result
 
 
@@ -1197,7 +1247,11 @@ def result_row(r):
     c, lat, sig = r["case"], r["pa_latency"], r["signal"]
     period, buffer = SETTINGS[c["setting"]]
     note = "ERROR " + r["error"] if r.get("error") else ""
-    if r.get("server_underruns") is not None:
+    if r.get("client_quantum"):
+        # pw-floor's: cycles the graph ran without it, by its clock.
+        note += (f"{r['server_underruns']} cycles missed, quantum "
+                 f"{r['client_quantum']}, seen by pw-floor")
+    elif r.get("server_underruns") is not None:
         note += f"{r['server_underruns']} underruns reported by the server"
     if r.get("exit"):
         note += f" exit {r['exit']}"
@@ -1436,7 +1490,7 @@ def render(results, info, opts, started, finished, rundirs, plot=None):
             if info["stock10_packages"] else "")]
           if info.get("stock10") else []),
         f"- fork: `{opts.fork}`: {info['fork']}" + (
-            "" if opts.no_snapshot else
+            "" if opts.no_snapshot or info["fork_sha256"] == "–" else
             " (run from a copy taken at the start, path below)") +
         f"; sha256 {info['fork_sha256'][:16]}",
         f"- AC97 properties only the fork has{against}: " + (
@@ -1454,7 +1508,8 @@ def render(results, info, opts, started, finished, rundirs, plot=None):
            "pipewire daemon (PIPEWIRE_RUNTIME_DIR set to its runtime "
            "directory), not through pipewire-pulse; PulseAudio's latency "
            "view does not apply to them"]
-          if any(r["case"].get("backend") == "pipewire" for r in results)
+          if any(r["case"].get("backend") == "pipewire" and
+                 r["case"]["binary"] != NATIVE_PW for r in results)
           else []),
         "- native-5ms, native-10ms: no guest and no QEMU: `bench/native/"
         "pa-floor.c` plays the same signal with the fork's requests at "
@@ -1462,6 +1517,15 @@ def render(results, info, opts, started, finished, rundirs, plot=None):
         "1 ms, early requests), writing what the server asks for as it "
         "asks, at normal priority: the floor for any client at that "
         "latency on this machine",
+        *(["- native-pw-5ms, native-pw-10ms: no guest and no QEMU: "
+           "`bench/native/pw-floor.c` plays the same signal as a pw_stream "
+           "straight to the pipewire daemon (as root, like -audiodev "
+           "pipewire), node.latency = that latency in frames, filling "
+           "in the graph's real-time thread exactly what each cycle "
+           "requests: the floor for a native PipeWire client; its stamps "
+           "are when it queued a buffer"]
+          if any(r["case"]["binary"] == NATIVE_PW for r in results)
+          else []),
         "",
         "## Results",
         "",
@@ -1571,8 +1635,9 @@ def plan(opts):
             sys.exit(f"run-bench: unknown config {name}")
         binary, backend, extra_opts, card = CONFIGS[name]
         if backend == "pipewire" and opts.daemon != "pipewire":
-            sys.exit(f"run-bench: {name} plays through -audiodev pipewire "
-                     "and needs --daemon pipewire")
+            how = ("plays straight to pipewire" if binary == NATIVE_PW
+                   else "plays through -audiodev pipewire")
+            sys.exit(f"run-bench: {name} {how} and needs --daemon pipewire")
         configs[name] = {"binary": binary, "backend": backend,
                          "opts": extra_opts, "card": card, "extra": False}
     for v in opts.fork_variant:
@@ -1602,16 +1667,18 @@ def main():
     cases = plan(opts)
     stock10 = (opts.stock10 if any(c["binary"] == STOCK10 for c in cases)
                else None)
+    binaries = {c["binary"] for c in cases}
     ensure_prerequisites(any(c["load"] != "idle" for c in cases),
                          any(c["load"] == "disturb" for c in cases),
-                         stock10)
+                         stock10, binaries)
     started = time.time()
     stamp = time.strftime("%Y-%m-%d", time.localtime(started))
     output = opts.output or os.path.join(HERE, "results",
                                          f"RESULTS-{stamp}.md")
     runs = os.path.join(TOP, "bench", "out", "runs",
                         time.strftime("%Y%m%d-%H%M%S"))
-    fork = opts.fork if opts.no_snapshot else snapshot_fork(opts.fork, runs)
+    fork = (None if FORK not in binaries else opts.fork if opts.no_snapshot
+            else snapshot_fork(opts.fork, runs))
     for c in cases:
         if c["binary"] == FORK:
             c["binary"] = fork

@@ -23,24 +23,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
-#include <time.h>
 #include <pulse/pulseaudio.h>
+#include "floor-signal.h"
 
-#define RATE 48000
-#define CYCLE (RATE / 1000)     /* frames per sawtooth period */
-#define RAMP 32768              /* frames per counter period */
 #define BITE_MAX_US 1000        /* the backend's PA_MINREQ_MAX_US */
-#define STAMP_NS 50000000       /* how often to say when a frame left */
 
 static const pa_sample_spec spec = {
-    .format = PA_SAMPLE_S16LE, .rate = RATE, .channels = 2,
+    .format = PA_SAMPLE_S16LE, .rate = FLOOR_RATE, .channels = 2,
 };
 
 static struct {
     pa_mainloop *loop;
     uint64_t frames_left;
-    uint64_t frame;
-    int64_t next_stamp;
+    FloorSignal sig;
     unsigned underruns;
     uint32_t latency_us;
     int status;
@@ -58,20 +53,10 @@ static void drained(pa_stream *s, int success, void *opaque)
     quit(success ? 0 : 1);
 }
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static void write_cb(pa_stream *s, size_t nbytes, void *opaque)
 {
-    int64_t now;
     size_t frames = nbytes / pa_frame_size(&spec);
     int16_t *buf;
-    size_t i;
 
     if (frames > st.frames_left) {
         frames = st.frames_left;
@@ -85,20 +70,10 @@ static void write_cb(pa_stream *s, size_t nbytes, void *opaque)
         return;
     }
     frames = nbytes / pa_frame_size(&spec);
-    for (i = 0; i < frames; i++) {
-        /* As signal.awk's: int() there truncates towards zero too. */
-        buf[2 * i] = (int)(-16384 + 32768.0 * (st.frame % CYCLE) / CYCLE);
-        buf[2 * i + 1] = -16384 + (int)(st.frame % RAMP);
-        st.frame++;
-    }
+    floor_fill(&st.sig, buf, frames);
     pa_stream_write(s, buf, frames * pa_frame_size(&spec), NULL, 0,
                     PA_SEEK_RELATIVE);
-    now = now_ns();
-    if (now >= st.next_stamp) {
-        printf("PA-FLOOR-T %lld %u\n", (long long)now,
-               (unsigned)((st.frame - 1) % RAMP));
-        st.next_stamp = now + STAMP_NS;
-    }
+    floor_stamp(&st.sig, "PA-FLOOR-T");
     st.frames_left -= frames;
     if (!st.frames_left) {
         pa_operation_unref(pa_stream_drain(s, drained, NULL));
@@ -199,7 +174,7 @@ int main(int argc, char **argv)
         return 2;
     }
     st.latency_us = latency;
-    st.frames_left = (uint64_t)seconds * RATE;
+    st.frames_left = (uint64_t)seconds * FLOOR_RATE;
     st.status = 1;
     st.loop = pa_mainloop_new();
     ctx = pa_context_new(pa_mainloop_get_api(st.loop), "qva-native-floor");
