@@ -986,10 +986,11 @@ static void pa_set_defaults(Audiodev *dev)
 /*
  * What the server holds of the stream now: its last timing report, aged
  * by the time since.  Not pa_stream_get_latency(): its interpolated clock
- * never runs back, and once it ran ahead of a playback stream as short as
- * ours, the answer is 0 (never negative for playback) until the write
- * index overtakes it, which at 5 ms may be never: the field went missing
- * for whole sessions.  The report comes every 1.5 s at most
+ * never runs back, and read while the stream rests it runs far ahead; for
+ * playback the answer is then 0 (never negative) until the write index
+ * overtakes it, which for a stream as short as ours takes as long as the
+ * rest did: the field went missing for whole sessions.  The report comes
+ * every 1.5 s at most
  * (PA_STREAM_AUTO_TIMING_UPDATE); the age stands in for what the device
  * played or captured since, at the nominal rate.
  */
