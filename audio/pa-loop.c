@@ -200,6 +200,21 @@ static void loop_bh(void *opaque)
 
 /* --- io events ----------------------------------------------------------- */
 
+/* An event was marked dead: reaped by the dispatch running, or soon. */
+static void loop_freed(PALoop *l)
+{
+    l->dead++;
+    if (!l->depth) {
+        qemu_bh_schedule(l->bh);
+    }
+}
+
+static short io_poll_events(pa_io_event_flags_t f)
+{
+    return (f & PA_IO_EVENT_INPUT ? POLLIN : 0) |
+           (f & PA_IO_EVENT_OUTPUT ? POLLOUT : 0);
+}
+
 static void io_dispatch(pa_io_event *e, pa_io_event_flags_t flags)
 {
     PALoop *l = e->l;
@@ -224,11 +239,10 @@ static void io_writable(void *opaque)
 /* Hand QEMU's main loop what libpulse wants polled; not input while paced. */
 static void io_watch(pa_io_event *e)
 {
-    short want = 0;
+    short want = e->dead ? 0 : io_poll_events(e->events);
 
-    if (!e->dead) {
-        want |= (e->events & PA_IO_EVENT_INPUT) && !e->l->paced ? POLLIN : 0;
-        want |= e->events & PA_IO_EVENT_OUTPUT ? POLLOUT : 0;
+    if (e->l->paced) {
+        want &= ~POLLIN;
     }
     if (want != e->watched) {
         e->watched = want;
@@ -265,10 +279,7 @@ static void io_free(pa_io_event *e)
     /* Now: libpulse may close the fd as soon as this returns. */
     e->dead = true;
     io_watch(e);
-    e->l->dead++;
-    if (!e->l->depth) {
-        qemu_bh_schedule(e->l->bh);
-    }
+    loop_freed(e->l);
 }
 
 static void io_set_destroy(pa_io_event *e, pa_io_event_destroy_cb_t cb)
@@ -338,10 +349,7 @@ static void time_free(pa_time_event *e)
 {
     e->dead = true;
     timer_del(e->timer);
-    e->l->dead++;
-    if (!e->l->depth) {
-        qemu_bh_schedule(e->l->bh);
-    }
+    loop_freed(e->l);
 }
 
 static void time_set_destroy(pa_time_event *e, pa_time_event_destroy_cb_t cb)
@@ -391,10 +399,7 @@ static void defer_free(pa_defer_event *e)
 {
     defer_enable(e, false);
     e->dead = true;
-    e->l->dead++;
-    if (!e->l->depth) {
-        qemu_bh_schedule(e->l->bh);
-    }
+    loop_freed(e->l);
 }
 
 static void defer_set_destroy(pa_defer_event *e,
@@ -420,12 +425,6 @@ void pa_loop_run(PALoop *l)
     loop_enter(l);
     rounds = loop_leave(l);
     trace_pa_loop_run(false, 0, rounds);
-}
-
-static short io_poll_events(pa_io_event_flags_t f)
-{
-    return (f & PA_IO_EVENT_INPUT ? POLLIN : 0) |
-           (f & PA_IO_EVENT_OUTPUT ? POLLOUT : 0);
 }
 
 static pa_io_event_flags_t io_poll_flags(short revents)
