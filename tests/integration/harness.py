@@ -173,7 +173,7 @@ class PulseDaemon:
         session (wireplumber needs one), with a null sink of the same
         name as pulseaudio's."""
         for tool in ("pipewire", "pipewire-pulse", "wireplumber",
-                     "dbus-run-session"):
+                     "dbus-run-session", "pw-link"):
             if not shutil.which(tool):
                 raise Skip(f"{tool} is not installed (pipewire-pulse, "
                            "wireplumber, dbus)")
@@ -191,12 +191,22 @@ class PulseDaemon:
         # wireplumber and pipewire-pulse started before pipewire's socket
         # exists fail to connect ("Failed to connect to PipeWire"), and
         # then no stream is ever linked: they start once it is there.
+        # A pulse client (QEMU reconnecting) whose streams come while
+        # wireplumber 0.4.13 is still setting up can leave it unable to
+        # activate the sink for good (it logs "pending linkable(s) not
+        # activated"), and no client of the server gets an answer again:
+        # pipewire-pulse starts once wireplumber has given the sink its
+        # ports.
+        wait_sm = ("wireplumber & n=0; "
+                   "until pw-link -i 2>/dev/null | grep -q '^null:'; do "
+                   "[ $n -lt 200 ] || break; sleep 0.05; n=$((n + 1)); "
+                   "done; ")
         self.proc = subprocess.Popen(
             prefix + ["dbus-run-session", "--", "sh", "-c",
                       "pipewire & n=0; "
                       'while [ ! -S "$XDG_RUNTIME_DIR/pipewire-0" ] && '
                       "[ $n -lt 200 ]; do sleep 0.05; n=$((n + 1)); done; "
-                      + ("wireplumber & " if self.session_manager else "")
+                      + (wait_sm if self.session_manager else "")
                       + "pipewire-pulse & wait"],
             env=env, cwd="/", stdout=self._log(),
             stderr=subprocess.STDOUT, start_new_session=True)
