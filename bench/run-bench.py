@@ -134,6 +134,10 @@ CONFIGS = {
     # The latency target in us, for pa-floor.
     "native-5ms": (NATIVE, None, "5000", None),
     "native-10ms": (NATIVE, None, "10000", None),
+    # pa-floor at 5 ms beside the guest on stock QEMU playing the same
+    # signal into -audiodev none: the floor with a busy TCG vCPU on the
+    # host, as every guest config has one.
+    "native-5ms-guest": (NATIVE, None, "5000", "hda"),
     # pw-floor: node.latency of 5 / 10 ms in frames, a pw_stream straight
     # to the daemon as upstream's backend in QEMU is.  --daemon pipewire
     # only.
@@ -189,7 +193,18 @@ DAEMON_PRIORITY = {
     # (harness.PulseDaemon(flavor="pipewire")).
     "pipewire": "pipewire + wireplumber + pipewire-pulse instead of "
                 "PulseAudio, on a private D-Bus session, at normal priority",
+    # The same with what module-rt gets from rtkit on a desktop
+    # (harness.PulseDaemon(flavor="pipewire", realtime=True)).
+    "pipewire-rtkit": "pipewire + wireplumber + pipewire-pulse instead of "
+                      "PulseAudio, on a private D-Bus session; pipewire's "
+                      "and pipewire-pulse's data threads SCHED_FIFO 20 and "
+                      "their main threads nice -11, as rtkit grants on a "
+                      "desktop",
 }
+
+
+def on_pipewire(opts):
+    return opts.daemon.startswith("pipewire")
 
 SAMPLE_INTERVAL = 0.1           # pactl, seconds
 QMP_INTERVAL = 1.0              # query-audio-streams (fork), seconds
@@ -959,9 +974,9 @@ def conditions(case, opts):
     yields the daemon and the disturbance (None unless the case's load is
     disturb)."""
     daemon = harness.PulseDaemon(harness.ensure_user(*BENCH_USER),
-                                 realtime=opts.daemon == "rtkit",
-                                 flavor="pipewire" if opts.daemon ==
-                                 "pipewire" else "pulseaudio").start()
+                                 realtime=opts.daemon.endswith("rtkit"),
+                                 flavor="pipewire" if on_pipewire(opts)
+                                 else "pulseaudio").start()
     load = dist = None
     try:
         load = start_load() if case["load"] == "load" else None
@@ -1016,9 +1031,12 @@ def run_case(case, opts, rundir):
                    "-qmp", f"unix:{qmp_path},server=on,wait=off",
                    "-qmp", f"unix:{probe_path},server=on,wait=off",
                    "-pidfile", pidfile, "-no-shutdown"]
+            if opts.trace:
+                cmd += ["-trace", opts.trace,
+                        "-D", os.path.join(rundir, "qemu-trace.log")]
             env = dict(os.environ, BENCH_APPEND=append,
                        BENCH_CARD=case["card"], **qemu_env)
-            if opts.daemon == "pipewire":
+            if on_pipewire(opts):
                 view = PipeWireView(daemon, rundir, opts.seconds)
             rec = daemon.record()
             t0 = time.monotonic()
@@ -1073,14 +1091,66 @@ def floor_reads(lines, tag):
                                 for line in lines if line.startswith(head)])
 
 
+@contextlib.contextmanager
+def guest_beside(case, opts, rundir):
+    """With a card in @case, the guest on stock QEMU playing the signal
+    into -audiodev none, from its first sound until the block ends: what
+    a native client shares the host with in the -guest configs.  It stays
+    in the bench's session, as QEMU does in the guest configs: with the
+    kernel's autogroups a session of its own would have its own share of
+    the CPU and leave the native client's to it alone."""
+    if not case["card"]:
+        yield
+        return
+    period, buffer = SETTINGS[case["setting"]]
+    # Longer than the native client's playback, which starts later.
+    append = (f"bench.period={period} bench.buffer={buffer} "
+              f"bench.seconds={opts.seconds + 15}")
+    tmp = tempfile.mkdtemp(prefix="qva-bench-")
+    pidfile = os.path.join(tmp, "qemu.pid")
+    with open(os.path.join(rundir, "guest-beside.log"), "w") as out:
+        proc = subprocess.Popen([RUN_GUEST, STOCK, GUEST, "-audiodev",
+                                 "none,id=snd0", "-pidfile", pidfile],
+                                env=dict(os.environ, BENCH_APPEND=append,
+                                         BENCH_CARD=case["card"]),
+                                stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=out,
+                                text=True, errors="replace")
+    try:
+        console = Console(proc.stdout, lambda: None)
+        while "BENCH-START" not in console.marks:
+            if proc.poll() is not None:
+                raise RuntimeError("the guest beside ended before playing: "
+                                   f"{rundir}/guest-beside.log")
+            time.sleep(0.05)
+        yield
+        if "BENCH-APLAY-EXIT" in console.marks:
+            log(f"{case['config']}: the guest beside stopped playing first")
+    finally:
+        pid = wait_for_file(pidfile, proc, timeout=1)
+        if pid:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run_native_case(case, opts, rundir):
     """Play the signal with pa-floor (or pw-floor) instead of a guest,
     under the same conditions, and measure it the same way."""
     pw = case["binary"] == NATIVE_PW
     tag = "PW-FLOOR" if pw else "PA-FLOOR"
-    result = {"case": case, "append": "(no guest)"}
+    result = {"case": case, "append": "(no guest)" if not case["card"]
+              else "(beside a guest on stock QEMU, -audiodev none)"}
     view = None
-    with conditions(case, opts) as (daemon, dist):
+    with conditions(case, opts) as (daemon, dist), \
+            guest_beside(case, opts, rundir):
         if pw:
             # As upstream's backend in QEMU: root, straight to the
             # daemon's socket.
@@ -1091,7 +1161,7 @@ def run_native_case(case, opts, rundir):
             cmd = [NATIVE, f"unix:{daemon.socket}", case["opts"],
                    str(opts.seconds)]
         result["env"] = env
-        if opts.daemon == "pipewire":
+        if on_pipewire(opts):
             view = PipeWireView(daemon, rundir, opts.seconds)
         rec = daemon.record()
         t0 = time.monotonic()
@@ -1517,6 +1587,13 @@ def render(results, info, opts, started, finished, rundirs, plot=None):
         "1 ms, early requests), writing what the server asks for as it "
         "asks, at normal priority: the floor for any client at that "
         "latency on this machine",
+        *(["- native-5ms-guest: pa-floor at 5 ms as native-5ms, while "
+           "the guest on stock QEMU plays the same signal through HDA "
+           "into `-audiodev none` (from the guest's first sound until "
+           "pa-floor has ended): the floor with a TCG vCPU as busy as "
+           "every guest config's on the same host"]
+          if any(r["case"]["config"] == "native-5ms-guest" for r in results)
+          else []),
         *(["- native-pw-5ms, native-pw-10ms: no guest and no QEMU: "
            "`bench/native/pw-floor.c` plays the same signal as a pw_stream "
            "straight to the pipewire daemon (as root, like -audiodev "
@@ -1606,7 +1683,14 @@ def parse_args(argv):
                    default="normal",
                    help="the sound server: PulseAudio at normal priority "
                         "(normal, the default) or with what rtkit grants on "
-                        "a desktop (rtkit), or pipewire-pulse (pipewire)")
+                        "a desktop (rtkit), or pipewire-pulse at normal "
+                        "priority (pipewire) or with what rtkit grants "
+                        "(pipewire-rtkit)")
+    p.add_argument("--trace", metavar="PATTERN",
+                   help="QEMU trace events to record in every guest run "
+                        "(-trace PATTERN), into qemu-trace.log in the "
+                        "run's directory, e.g. 'pa_underrun' or "
+                        "'audio_pacing_*'")
     p.add_argument("--output", help="Markdown file (default bench/results/"
                                     "RESULTS-<date>.md)")
     p.add_argument("--fork", default=FORK, metavar="BINARY",
@@ -1634,10 +1718,11 @@ def plan(opts):
         if name not in CONFIGS:
             sys.exit(f"run-bench: unknown config {name}")
         binary, backend, extra_opts, card = CONFIGS[name]
-        if backend == "pipewire" and opts.daemon != "pipewire":
+        if backend == "pipewire" and not on_pipewire(opts):
             how = ("plays straight to pipewire" if binary == NATIVE_PW
                    else "plays through -audiodev pipewire")
-            sys.exit(f"run-bench: {name} {how} and needs --daemon pipewire")
+            sys.exit(f"run-bench: {name} {how} and needs --daemon "
+                     "pipewire or pipewire-rtkit")
         configs[name] = {"binary": binary, "backend": backend,
                          "opts": extra_opts, "card": card, "extra": False}
     for v in opts.fork_variant:

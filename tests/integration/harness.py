@@ -111,6 +111,16 @@ set-default-sink null
 """
 
 
+def _grant(pid, policy, prio):
+    """rtkit's grant to process @pid: the real-time @policy at @prio for
+    every thread but the main one, which gets nice -11."""
+    for tid in map(int, os.listdir(f"/proc/{pid}/task")):
+        if tid == pid:
+            os.setpriority(os.PRIO_PROCESS, tid, -11)
+        else:
+            os.sched_setscheduler(tid, policy, os.sched_param(prio))
+
+
 class PulseDaemon:
     """pulseaudio for @pw on /run/user/UID/pulse/native, with a null sink."""
 
@@ -162,11 +172,21 @@ class PulseDaemon:
         daemon's log says "Failed to acquire real-time scheduling" without
         it): SCHED_RR at priority 5 for its I/O threads, nice -11 for the
         main thread.  Done from outside, as rtkit does."""
-        for tid in map(int, os.listdir(f"/proc/{self.pid}/task")):
-            if tid == self.pid:
-                os.setpriority(os.PRIO_PROCESS, tid, -11)
-            else:
-                os.sched_setscheduler(tid, os.SCHED_RR, os.sched_param(5))
+        _grant(self.pid, os.SCHED_RR, 5)
+
+    def _grant_realtime_pipewire(self):
+        """What module-rt gets from rtkit on a desktop for pipewire and
+        pipewire-pulse (their logs say "could not get system bus" without
+        it): SCHED_FIFO at rtkit's ceiling, 20, for the data loop, the
+        only thread besides the main one, and nice -11 for the main
+        thread.  wireplumber plays no part in a cycle."""
+        for comm in ("pipewire", "pipewire-pulse"):
+            found = subprocess.run(["pgrep", "-x", "-g", str(self.proc.pid),
+                                    comm], capture_output=True, text=True)
+            pids = found.stdout.split()
+            if len(pids) != 1:
+                raise AssertionError(f"{comm}: {len(pids)} processes")
+            _grant(int(pids[0]), os.SCHED_FIFO, 20)
 
     def _start_pipewire(self):
         """pipewire, wireplumber and pipewire-pulse on a private D-Bus
@@ -220,6 +240,8 @@ class PulseDaemon:
             try:
                 if "null" in self.pactl("list", "short", "sinks"):
                     self.pid = None
+                    if self.realtime:
+                        self._grant_realtime_pipewire()
                     if self.session_manager:
                         self._wait_streams_play(deadline)
                     return self

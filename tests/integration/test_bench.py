@@ -145,3 +145,33 @@ def test_native_floor_rejects_bad_arguments():
                            text=True)
         assert p.returncode == 2, (args, p.returncode)
         assert p.stderr.startswith("usage: pa-floor"), p.stderr
+
+
+def test_pipewire_daemon_gets_what_rtkit_grants():
+    """--daemon pipewire-rtkit: the data loops of pipewire and
+    pipewire-pulse real-time, their main threads at nice -11, as on a
+    desktop with rtkit; wireplumber left alone."""
+    daemon = PulseDaemon(ensure_user(*DESK), flavor="pipewire",
+                         realtime=True).start()
+    try:
+        seen = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or os.getpgid(int(pid)) != daemon.proc.pid:
+                continue
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+            for tid in map(int, os.listdir(f"/proc/{pid}/task")):
+                policy = os.sched_getscheduler(tid)
+                prio = os.sched_getparam(tid).sched_priority
+                nice = os.getpriority(os.PRIO_PROCESS, tid)
+                main = tid == int(pid)
+                seen.setdefault(comm, set()).add(
+                    (main, policy, prio, nice if policy == os.SCHED_OTHER
+                     else None))
+    finally:
+        daemon.stop()
+    for comm in ("pipewire", "pipewire-pulse"):
+        assert seen[comm] == {(True, os.SCHED_OTHER, 0, -11),
+                              (False, os.SCHED_FIFO, 20, None)}, seen
+    assert all(policy == os.SCHED_OTHER and nice == 0
+               for _, policy, _, nice in seen["wireplumber"]), seen
