@@ -160,9 +160,11 @@ DEFAULT_CONFIGS = ("stock-default", "stock-tuned", "fork-default",
 # Each fork config and what the ratio table divides it by, in order; a
 # partner that did not run is left out.
 RATIO_PAIRS = {
-    "fork-default": ("stock-default", "stock-tuned", "native-5ms"),
+    "fork-default": ("stock-default", "stock-tuned", "native-5ms",
+                     "native-5ms-guest"),
     "fork-hda": ("stock-hda", "stock10-hda", "stock10-pw-hda",
-                 "fork-pw-hda", "fork-default", "native-5ms"),
+                 "fork-pw-hda", "fork-default", "native-5ms",
+                 "native-5ms-guest"),
     # Upstream's backend in the fork against the same in Debian's 10.0:
     # what the fork's HDA changes do without our pa backend.
     "fork-pw-hda": ("stock10-pw-hda", "native-5ms", "native-pw-5ms"),
@@ -1001,17 +1003,22 @@ def save_run(rundir, opts, pcm, console, pa_samples, qmp_samples):
                    "qmp": qmp_samples}, f)
 
 
+def guest_append(case, seconds):
+    """The guest's bench.* parameters (bench/guest/init) for @case."""
+    period, buffer = SETTINGS[case["setting"]]
+    return (f"bench.period={period} bench.buffer={buffer} "
+            f"bench.seconds={seconds}")
+
+
 def run_case(case, opts, rundir):
     """Boot the guest once for @case and return everything measured."""
     if case["binary"] in NATIVE_BUILDS:
         return run_native_case(case, opts, rundir)
-    period, buffer = SETTINGS[case["setting"]]
     tmp = tempfile.mkdtemp(prefix="qva-bench-")
     qmp_path = os.path.join(tmp, "qmp.sock")
     probe_path = os.path.join(tmp, "probe.sock")
     pidfile = os.path.join(tmp, "qemu.pid")
-    append = (f"bench.period={period} bench.buffer={buffer} "
-              f"bench.seconds={opts.seconds}")
+    append = guest_append(case, opts.seconds)
     result = {"case": case, "append": append}
     view = None
     try:
@@ -1102,10 +1109,8 @@ def guest_beside(case, opts, rundir):
     if not case["card"]:
         yield
         return
-    period, buffer = SETTINGS[case["setting"]]
     # Longer than the native client's playback, which starts later.
-    append = (f"bench.period={period} bench.buffer={buffer} "
-              f"bench.seconds={opts.seconds + 15}")
+    append = guest_append(case, opts.seconds + 15)
     tmp = tempfile.mkdtemp(prefix="qva-bench-")
     pidfile = os.path.join(tmp, "qemu.pid")
     with open(os.path.join(rundir, "guest-beside.log"), "w") as out:
