@@ -208,6 +208,7 @@ DAEMON_PRIORITY = {
 def on_pipewire(opts):
     return opts.daemon.startswith("pipewire")
 
+
 SAMPLE_INTERVAL = 0.1           # pactl, seconds
 QMP_INTERVAL = 1.0              # query-audio-streams (fork), seconds
 

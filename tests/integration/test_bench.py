@@ -155,9 +155,11 @@ def test_pipewire_daemon_gets_what_rtkit_grants():
                          realtime=True).start()
     try:
         seen = {}
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit() or os.getpgid(int(pid)) != daemon.proc.pid:
-                continue
+        # The daemons' own process group: a walk of all of /proc would
+        # meet processes that end under it.
+        group = subprocess.run(["pgrep", "-g", str(daemon.proc.pid)],
+                               capture_output=True, text=True, check=True)
+        for pid in group.stdout.split():
             with open(f"/proc/{pid}/comm") as f:
                 comm = f.read().strip()
             for tid in map(int, os.listdir(f"/proc/{pid}/task")):
