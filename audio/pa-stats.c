@@ -39,6 +39,7 @@ static void add_info(const PAStreamInfo *in, void *opaque)
     out->underruns = in->stats.underruns;
     out->overruns = in->stats.overruns;
     out->lost = in->stats.lost;
+    out->drops = in->stats.drops;
     out->adjustments = in->stats.adjustments;
     out->reconnects = in->reconnects;
     out->streams = in->stats.streams;
@@ -77,9 +78,10 @@ void hmp_info_audio(Monitor *mon, const QDict *qdict)
                            i->measured_latency);
         }
         monitor_printf(mon, "\n  underruns %" PRIu64 ", overruns %" PRIu64
-                       ", lost %" PRIu64 " bytes, adjustments %" PRIu64
-                       ", reconnects %u, streams %" PRIu64 ", bytes %"
-                       PRIu64 "\n", i->underruns, i->overruns, i->lost,
-                       i->adjustments, i->reconnects, i->streams, i->bytes);
+                       ", lost %" PRIu64 " bytes in %" PRIu64 " drops, "
+                       "adjustments %" PRIu64 ", reconnects %u, streams %"
+                       PRIu64 ", bytes %" PRIu64 "\n", i->underruns,
+                       i->overruns, i->lost, i->drops, i->adjustments,
+                       i->reconnects, i->streams, i->bytes);
     }
 }

@@ -486,6 +486,7 @@ static bool pa_wants_full_out(HWVoiceOut *hw)
 static void pa_lost_out(HWVoiceOut *hw, size_t bytes)
 {
     PA_OUT(hw)->stats.lost += bytes;
+    PA_OUT(hw)->stats.drops++;
 }
 
 /*

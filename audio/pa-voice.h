@@ -16,9 +16,9 @@ typedef struct PAStream PAStream;
 typedef struct PAStreamStats {
     uint64_t bytes;             /* moved to or from PulseAudio */
     uint64_t underruns;         /* playback: the server ran dry */
-    uint64_t overruns;          /* playback: too much written; capture:
-                                   backlog trimmed */
+    uint64_t overruns;          /* too much written; capture: trims */
     uint64_t lost;              /* playback: dropped by the device */
+    uint64_t drops;             /* playback: times it dropped */
     uint64_t adjustments;       /* latency raised after underruns */
     uint64_t streams;           /* streams created (1 + re-creations) */
 } PAStreamStats;

@@ -1258,7 +1258,8 @@ def summarise(console, pa_samples, qmp_samples, final, pcm, pa_view=True):
                     if start <= s["t"] <= end and "measured-latency" in s]
         out["qmp"] = {k: q.get(k) for k in (
             "configured-latency", "latency", "max-latency", "underruns",
-            "overruns", "adjustments", "tlength", "minreq")}
+            "overruns", "adjustments", "tlength", "minreq", "lost",
+            "drops")}
         # The fork reports 0 for a while after the stream starts (a
         # negative libpulse latency, clamped): count those apart.
         out["qmp"]["measured"] = latency_stats([v for v in measured if v])
@@ -1400,12 +1401,14 @@ def qmp_table(results):
                 f"{fmt(q['measured'].get('max'))} | "
                 f"{q['measured_zero']}/{q['measured_n']} | "
                 f"{q['underruns']} | {q['adjustments']} | "
-                f"{fmt(q['tlength'])} | {fmt(q['minreq'])} |")
+                f"{fmt(q['tlength'])} | {fmt(q['minreq'])} | "
+                f"{fmt(q.get('lost'))} | {fmt(q.get('drops'))} |")
     return run_table(results, "qmp", [
         "| period/buffer | config | load | configured ms | in force ms | "
         "measured median ms | measured max ms | measured 0 | underruns |"
-        " adjustments | tlength B | minreq B |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"], row)
+        " adjustments | tlength B | minreq B | dropped B | drops |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "---:|"], row)
 
 
 def sink_table(results):

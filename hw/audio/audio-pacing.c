@@ -52,6 +52,13 @@
  */
 #define LATE_MAX_NS             (100 * SCALE_MS)
 /*
+ * What is over LATE_MAX_NS goes, and a tenth of it with it, so that a
+ * backlog that keeps growing is cut again only some 10 ms later, not at
+ * every tick: a loaded host's backlogs come back every few seconds, and
+ * each cut is a hole in the sound.
+ */
+#define LATE_KEEP_NS            (LATE_MAX_NS - LATE_MAX_NS / 10)
+/*
  * After a longer stall of QEMU (a frozen cgroup, a debugger, a host that
  * swapped) the DMA owes more than its FIFO holds: a card's DMA would have
  * run on through the guest's ring, and the FIFO keeps only its newest
@@ -119,7 +126,7 @@ static uint32_t tick_bytes(AudioPacingStream *st)
 /* Whole frames, at least @n bytes, at most what the FIFO holds. */
 static uint32_t whole_frames(AudioPacingStream *st, uint32_t n)
 {
-    return MIN(ROUND_UP(n, st->frame), st->fifo.len);
+    return MIN(QEMU_ALIGN_UP(n, st->frame), st->fifo.len);
 }
 
 /* LATE_MAX_NS of the stream's format, in bytes. */
@@ -127,6 +134,15 @@ static uint32_t late_bytes(AudioPacingStream *st)
 {
     return muldiv64(st->rate, LATE_MAX_NS, NANOSECONDS_PER_SECOND) *
            st->frame;
+}
+
+/* LATE_KEEP_NS of the stream's format, in bytes, at least a tick. */
+static uint32_t late_keep_bytes(AudioPacingStream *st)
+{
+    uint32_t keep = muldiv64(st->rate, LATE_KEEP_NS,
+                             NANOSECONDS_PER_SECOND) * st->frame;
+
+    return MAX(keep, tick_bytes(st));
 }
 
 /* The oldest @n bytes of a playback stream are lost: the backend counts. */
@@ -248,7 +264,8 @@ static void stream_start(AudioPacingStream *st)
  */
 static uint32_t fifo_bytes(uint32_t rate, uint32_t frame)
 {
-    return ROUND_UP(MAX((uint64_t)rate * frame / 3, FIFO_MIN_BYTES), frame);
+    return QEMU_ALIGN_UP(MAX((uint64_t)rate * frame / 3, FIFO_MIN_BYTES),
+                         frame);
 }
 
 void audio_pacing_set_format(AudioPacing *p, int index, bool output,
@@ -379,14 +396,19 @@ void audio_pacing_backend_out(AudioPacing *p, int index, SWVoiceOut *voice,
      * the sound server stalled.  The server filled that time with silence
      * already; dropping it as well would cut into the sound the guest
      * played, so it plays late (see LATE_MAX_NS, IDLE_NS).  What is
-     * dropped, the oldest, leaves a tick's worth, as a card whose DMA ran
-     * on.
+     * dropped is the oldest.  After a backend that took nothing, all but
+     * a tick's worth goes, as from a card whose DMA ran on.  From a
+     * backend that takes, but late, only what is over LATE_KEEP_NS goes:
+     * cut down to a tick, each of a loaded host's backlogs was a hole of
+     * over 100 ms; cut to LATE_KEEP_NS, one of 10-20 ms (bench, both
+     * cores busy).
      */
     full = AUD_wants_full_out(voice);
     idle = now - st->last_take_ns > IDLE_NS;
     if (free >= 0 &&
         st->fifo.len > free + (idle ? tick_bytes(st) : late_bytes(st))) {
-        uint32_t n = whole_frames(st, st->fifo.len - free - tick_bytes(st));
+        uint32_t keep = idle ? tick_bytes(st) : late_keep_bytes(st);
+        uint32_t n = whole_frames(st, st->fifo.len - free - keep);
 
         trace_audio_pacing_late(p->device, st->index, n, idle);
         fifo_lose(st, voice, n);

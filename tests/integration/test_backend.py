@@ -6,6 +6,7 @@ Each test starts its own daemon as a throwaway desktop user on
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -217,6 +218,54 @@ def test_latency_steps_back_after_quiet_spell():
             return b == 40000
 
         assert player.play(40, until=steps_down), seen[-1]
+        assert q.alive()
+
+
+LATE_LINE = re.compile(r"audio_pacing_late .*dropped the oldest (\d+) bytes"
+                       r".*: (\d)\)$")
+
+
+def test_late_backlog_loses_only_its_excess():
+    """A server that stalls 40 ms at a time, every 250 ms, leaves the
+    guest's sound waiting a little longer each time (steering drains it
+    at 1 %), until more than 100 ms of it waits and some must go.  What
+    goes is the excess and 10 ms more: short holes, not ones of over
+    100 ms (all but a tick, as it was).  Each drop is counted in info
+    audio."""
+    extra = ",out.latency=20000,out.max-latency=20000"
+    trace = ["-trace", "audio_pacing_late", "-trace", "audio_pacing_overflow"]
+    with daemon() as d, qemu(pa_args(d.socket, extra) + trace) as q:
+        wait_connected(q)
+        player = start_playing(q, pattern(RATE * 90))
+        assert player.play(5, until=lambda: stream(q)["bytes"] > RATE * FRAME)
+        stalls = [0, time.monotonic()]
+
+        def stall_until_drops():
+            if time.monotonic() >= stalls[1]:
+                os.kill(d.pid, signal.SIGSTOP)
+                time.sleep(0.04)
+                os.kill(d.pid, signal.SIGCONT)
+                stalls[0] += 1
+                stalls[1] = time.monotonic() + 0.21
+            return stream(q)["drops"] >= 5
+
+        try:
+            assert player.play(60, until=stall_until_drops), \
+                (stalls, stream(q))
+        finally:
+            os.kill(d.pid, signal.SIGCONT)
+        s = stream(q)
+        # The FIFO's own overflow (a third of a second) never comes: the
+        # backlog is cut long before.
+        assert not [ln for ln in q.lines if "audio_pacing_overflow" in ln]
+        drops = [m for m in map(LATE_LINE.search, q.lines) if m]
+        late = [int(m.group(1)) for m in drops if m.group(2) == "0"]
+        assert len(drops) == s["drops"], (len(drops), s)
+        assert sum(int(m.group(1)) for m in drops) == s["lost"], s
+        # 10 ms, and the room the server had at the tick before (up to
+        # its 20 ms), and late ticks of a loaded host: up to 50 ms.  Cut
+        # down to a tick, each was over 100 ms (114-134 ms here).
+        assert late and max(late) <= us_to_bytes(50000), (late, stalls)
         assert q.alive()
 
 
