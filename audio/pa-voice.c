@@ -202,6 +202,7 @@ static void state_cb(pa_stream *s, void *opaque)
 {
     PAStream *ps = opaque;
     pa_context *ctx = pa_stream_get_context(s);
+    pa_operation *op;
 
     /* A lost connection fails its streams too: that is pa-conn's. */
     if (pa_stream_get_state(s) == PA_STREAM_FAILED &&
@@ -210,6 +211,20 @@ static void state_cb(pa_stream *s, void *opaque)
                                pa_strerror(pa_context_errno(ctx)));
         timer_mod(ps->link_timer,
                   qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + ps->link_wait_ms);
+    }
+    /*
+     * The guest started or stopped while the server had yet to answer
+     * (pipewire-pulse answers once its session manager linked the
+     * stream): the stream was asked for as the guest was then, and a
+     * guest that started would stay silent, or deaf, until it stopped.
+     */
+    if (pa_stream_get_state(s) == PA_STREAM_READY &&
+        pa_stream_is_corked(s) == ps->enabled) {
+        trace_pa_stream_cork(ps->name, !ps->enabled);
+        op = pa_stream_cork(s, !ps->enabled, NULL, NULL);
+        if (op) {
+            pa_operation_unref(op);
+        }
     }
 }
 

@@ -379,6 +379,40 @@ class PulseDaemon:
         return rec
 
 
+class HostPlayer:
+    """pacat playing @data into the null sink: a native client of the
+    daemon, as a desktop's player is."""
+
+    def __init__(self, daemon, data):
+        prefix, env = as_user(daemon.pw, daemon.env)
+        self.proc = subprocess.Popen(
+            prefix + ["pacat", "--playback", "--device=null", "--raw",
+                      "--format=s16le", f"--rate={RATE}", "--channels=2",
+                      "--latency-msec=20"],
+            env=env, stdin=subprocess.PIPE, cwd="/")
+        self.thread = threading.Thread(target=self._feed, args=(data,),
+                                       daemon=True)
+        self.thread.start()
+
+    def _feed(self, data):
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+
+    def wait(self, timeout):
+        """pacat's exit status once it played everything (it drains)."""
+        self.thread.join(timeout)
+        return self.proc.wait(timeout)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
+        self.thread.join()
+
+
 class Recorder:
     """parec on the null sink's monitor, read as it arrives.  Its buffer is
     generous: a recorder that falls behind drops a block of what it
@@ -862,6 +896,9 @@ class QTest(LineSocket):
         b64 = base64.b64encode(data).decode()
         self.cmd(f"b64write 0x{addr:x} 0x{len(data):x} {b64}")
 
+    def memread(self, addr, size):
+        return base64.b64decode(self.cmd(f"b64read 0x{addr:x} 0x{size:x}"))
+
     def wait_irq(self, timeout):
         """Next IRQ event (raise?, pin), or None after @timeout."""
         deadline = time.monotonic() + timeout
@@ -1067,3 +1104,59 @@ class AC97Player(PCIFunction):
 
     def stop(self):
         self.qt.outb(self.NABM + self.PO + 0xb, 0)
+
+
+class AC97Recorder(AC97Player):
+    """PCM IN with a ring of 32 buffers, read on each interrupt, as a
+    guest's capture driver does."""
+
+    PI = 0x00
+    PCM = 0x180000
+
+    def __init__(self, qt, devfn=(4, 0), buf_frames=None):
+        super().__init__(qt, devfn, buf_frames)
+        self.data = bytearray()
+
+    def setup(self):
+        super().setup()
+        qt = self.qt
+        # Record gain at its top, unmuted: QEMU's AC97 takes the gain for
+        # a volume, 0 dB (0) silent and +22.5 dB (15) unity.
+        qt.outw(self.NAM + 0x1c, 0x0f0f)
+        qt.outw(self.NAM + 0x32, RATE)
+        if qt.inw(self.NAM + 0x32) != RATE:
+            raise AssertionError("the codec did not take 48 kHz capture")
+
+    def start(self):
+        desc = b""
+        size = self.BUF_FRAMES * FRAME
+        for i in range(32):
+            desc += struct.pack("<II", self.PCM + i * size,
+                                (1 << 31) | (self.BUF_FRAMES * 2))
+        self.qt.memwrite(self.BDL + 0x1000, desc)
+        self.qt.outl(self.NABM + self.PI + 0x0, self.BDL + 0x1000)
+        self.qt.outb(self.NABM + self.PI + 0x5, 31)
+        self.qt.outb(self.NABM + self.PI + 0xb, 0x15)   # RPBM|LVBIE|IOCE
+        self.last_civ = 0
+
+    def service(self, timeout=1.0):
+        """Read the buffers one interrupt completed; False if none came."""
+        ev = self.qt.wait_irq(timeout)
+        if ev is None:
+            return False
+        raised, pin = ev
+        if not raised or pin < 16:
+            return True
+        self.irqs += 1
+        size = self.BUF_FRAMES * FRAME
+        civ = self.qt.inb(self.NABM + self.PI + 0x4)
+        self.qt.outw(self.NABM + self.PI + 0x6, 0x1c)
+        while self.last_civ != civ:
+            self.data += self.qt.memread(self.PCM + self.last_civ * size,
+                                         size)
+            self.qt.outb(self.NABM + self.PI + 0x5, self.last_civ)
+            self.last_civ = (self.last_civ + 1) % 32
+        return True
+
+    def stop(self):
+        self.qt.outb(self.NABM + self.PI + 0xb, 0)
