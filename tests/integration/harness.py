@@ -1015,7 +1015,7 @@ class AC97Player(PCIFunction):
 
     NAM, NABM = 0xd000, 0xd100
     BDL, PCM = 0x100000, 0x110000
-    PO = 0x10
+    CH = 0x10                                   # PCM OUT's registers
     BUF_FRAMES = RATE // 100                    # 10 ms
 
     def __init__(self, qt, devfn=(4, 0), buf_frames=None):
@@ -1047,6 +1047,12 @@ class AC97Player(PCIFunction):
         for i in range(0, len(data), size):
             self.chunks.append(data[i:i + size].ljust(size, b"\0"))
 
+    def _prime(self, idx):
+        self._fill(idx)
+
+    def _complete(self, idx):
+        self._fill(idx)
+
     def _fill(self, idx):
         size = self.BUF_FRAMES * FRAME
         if self.next_chunk < len(self.chunks):
@@ -1062,11 +1068,11 @@ class AC97Player(PCIFunction):
         for i in range(32):
             desc += struct.pack("<II", self.PCM + i * size,
                                 (1 << 31) | (self.BUF_FRAMES * 2))
-            self._fill(i)
+            self._prime(i)
         self.qt.memwrite(self.BDL, desc)
-        self.qt.outl(self.NABM + self.PO + 0x0, self.BDL)
-        self.qt.outb(self.NABM + self.PO + 0x5, 31)
-        self.qt.outb(self.NABM + self.PO + 0xb, 0x15)   # RPBM|LVBIE|IOCE
+        self.qt.outl(self.NABM + self.CH + 0x0, self.BDL)
+        self.qt.outb(self.NABM + self.CH + 0x5, 31)
+        self.qt.outb(self.NABM + self.CH + 0xb, 0x15)   # RPBM|LVBIE|IOCE
         self.last_civ = 0
 
     def service(self, timeout=1.0):
@@ -1080,11 +1086,11 @@ class AC97Player(PCIFunction):
             # the board's own (the PIT ticks on pin 0 under TCG).
             return True
         self.irqs += 1
-        civ = self.qt.inb(self.NABM + self.PO + 0x4)
-        self.qt.outw(self.NABM + self.PO + 0x6, 0x1c)   # ack BCIS|LVBCI|FIFOE
+        civ = self.qt.inb(self.NABM + self.CH + 0x4)
+        self.qt.outw(self.NABM + self.CH + 0x6, 0x1c)   # ack BCIS|LVBCI|FIFOE
         while self.last_civ != civ:
-            self._fill(self.last_civ)
-            self.qt.outb(self.NABM + self.PO + 0x5, self.last_civ)
+            self._complete(self.last_civ)
+            self.qt.outb(self.NABM + self.CH + 0x5, self.last_civ)
             self.last_civ = (self.last_civ + 1) % 32
         self.done = self.next_chunk >= len(self.chunks)
         return True
@@ -1103,15 +1109,15 @@ class AC97Player(PCIFunction):
         return False
 
     def stop(self):
-        self.qt.outb(self.NABM + self.PO + 0xb, 0)
+        self.qt.outb(self.NABM + self.CH + 0xb, 0)
 
 
 class AC97Recorder(AC97Player):
     """PCM IN with a ring of 32 buffers, read on each interrupt, as a
     guest's capture driver does."""
 
-    PI = 0x00
-    PCM = 0x180000
+    BDL, PCM = 0x101000, 0x180000
+    CH = 0x00                                   # PCM IN's registers
 
     def __init__(self, qt, devfn=(4, 0), buf_frames=None):
         super().__init__(qt, devfn, buf_frames)
@@ -1127,36 +1133,9 @@ class AC97Recorder(AC97Player):
         if qt.inw(self.NAM + 0x32) != RATE:
             raise AssertionError("the codec did not take 48 kHz capture")
 
-    def start(self):
-        desc = b""
-        size = self.BUF_FRAMES * FRAME
-        for i in range(32):
-            desc += struct.pack("<II", self.PCM + i * size,
-                                (1 << 31) | (self.BUF_FRAMES * 2))
-        self.qt.memwrite(self.BDL + 0x1000, desc)
-        self.qt.outl(self.NABM + self.PI + 0x0, self.BDL + 0x1000)
-        self.qt.outb(self.NABM + self.PI + 0x5, 31)
-        self.qt.outb(self.NABM + self.PI + 0xb, 0x15)   # RPBM|LVBIE|IOCE
-        self.last_civ = 0
+    def _prime(self, idx):
+        pass
 
-    def service(self, timeout=1.0):
-        """Read the buffers one interrupt completed; False if none came."""
-        ev = self.qt.wait_irq(timeout)
-        if ev is None:
-            return False
-        raised, pin = ev
-        if not raised or pin < 16:
-            return True
-        self.irqs += 1
+    def _complete(self, idx):
         size = self.BUF_FRAMES * FRAME
-        civ = self.qt.inb(self.NABM + self.PI + 0x4)
-        self.qt.outw(self.NABM + self.PI + 0x6, 0x1c)
-        while self.last_civ != civ:
-            self.data += self.qt.memread(self.PCM + self.last_civ * size,
-                                         size)
-            self.qt.outb(self.NABM + self.PI + 0x5, self.last_civ)
-            self.last_civ = (self.last_civ + 1) % 32
-        return True
-
-    def stop(self):
-        self.qt.outb(self.NABM + self.PI + 0xb, 0)
+        self.data += self.qt.memread(self.PCM + idx * size, size)

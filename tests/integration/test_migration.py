@@ -97,8 +97,8 @@ def destination_plays(dst):
     # The line is level-triggered: a completion the destination raised
     # before the interception stays high and is never seen as a change.
     # Acknowledge it; the player refills from CIV, so nothing is missed.
-    dst.qtest.outw(player.NABM + player.PO + 0x6, 0x1c)
-    player.last_civ = dst.qtest.inb(player.NABM + player.PO + 0x4)
+    dst.qtest.outw(player.NABM + player.CH + 0x6, 0x1c)
+    player.last_civ = dst.qtest.inb(player.NABM + player.CH + 0x4)
     assert player.play(5, until=lambda: player.irqs >= 3), \
         "no interrupts on the destination"
 
