@@ -75,6 +75,28 @@ def start_playing(q, signal):
     return player
 
 
+def start_recording(q):
+    """The guest's AC97 driver recording from now on."""
+    rec = AC97Recorder(q.qtest)
+    rec.setup()
+    rec.start()
+    return rec
+
+
+def remove_sink(d):
+    """The null sink's module unloaded, as when a headset is unplugged."""
+    module = next(line.split()[0] for line in
+                  d.pactl("list", "short", "modules").splitlines()
+                  if "module-null-sink" in line)
+    d.pactl("unload-module", module)
+
+
+def restore_sink(d):
+    d.pactl("load-module", "module-null-sink", "sink_name=null",
+            "rate=48000", "format=s16le", "channels=2")
+    d.pactl("set-default-sink", "null")
+
+
 def play_and_check(d, q, seconds=2.0, exact=True, lead_in=True):
     frames = int(RATE * seconds)
     # Lead-in silence: a sink's monitor misses what PulseAudio rewinds
@@ -400,17 +422,12 @@ def test_stream_back_after_its_sink_is_removed():
         wait_connected(q)
         player = start_playing(q, pattern(RATE * 60))
         assert player.play(5, until=lambda: player.irqs >= 50)
-        module = next(line.split()[0] for line in
-                      d.pactl("list", "short", "modules").splitlines()
-                      if "module-null-sink" in line)
-        d.pactl("unload-module", module)
+        remove_sink(d)
         assert q.wait_line("the server failed it", 5) is not None, \
             q.stderr()
         before = player.irqs
         assert player.play(2, until=lambda: player.irqs >= before + 50)
-        d.pactl("load-module", "module-null-sink", "sink_name=null",
-                "rate=48000", "format=s16le", "channels=2")
-        d.pactl("set-default-sink", "null")
+        restore_sink(d)
         rec = d.record()
         try:
             # Asked again 0.5, 1, 2, then every 4 s.
@@ -529,20 +546,14 @@ def test_capture_from_pulseaudio():
     """The guest records what a native client plays through PulseAudio."""
     with daemon() as d, qemu(pa_args(d.socket, MONITOR)) as q:
         wait_connected(q)
-        rec = AC97Recorder(q.qtest)
-        rec.setup()
-        rec.start()
-        host_sound_reaches_guest(d, q, rec)
+        host_sound_reaches_guest(d, q, start_recording(q))
 
 
 def test_capture_from_pipewire_pulse():
     """The same through pipewire-pulse (issue 15)."""
     with daemon("pipewire") as d, qemu(pa_args(d.socket, MONITOR)) as q:
         wait_connected(q, timeout=15)
-        rec = AC97Recorder(q.qtest)
-        rec.setup()
-        rec.start()
-        host_sound_reaches_guest(d, q, rec)
+        host_sound_reaches_guest(d, q, start_recording(q))
 
 
 def test_capture_started_while_the_stream_is_created():
@@ -555,16 +566,11 @@ def test_capture_started_while_the_stream_is_created():
     with daemon() as d, qemu(pa_args(d.socket, MONITOR) + trace) as q:
         wait_connected(q)
         assert capturing(q)
-        module = next(line.split()[0] for line in
-                      d.pactl("list", "short", "modules").splitlines()
-                      if "module-null-sink" in line)
         mark = len(q.lines)
-        d.pactl("unload-module", module)
+        remove_sink(d)
         assert q.wait_line("the server failed it", 5, mark) is not None, \
             q.stderr()
-        d.pactl("load-module", "module-null-sink", "sink_name=null",
-                "rate=48000", "format=s16le", "channels=2")
-        d.pactl("set-default-sink", "null")
+        restore_sink(d)
         # Both streams are asked for again 0.5 s after they failed; the
         # server, stopped, answers once the guest recorded.  Asked for
         # again only after another second: well after that.
@@ -574,9 +580,7 @@ def test_capture_started_while_the_stream_is_created():
             assert first is not None, q.stderr()
             assert q.wait_line("pa_stream_create", 5, first + 1) \
                 is not None, q.stderr()
-            rec = AC97Recorder(q.qtest)
-            rec.setup()
-            rec.start()
+            rec = start_recording(q)
         finally:
             os.kill(d.pid, signal.SIGCONT)
         host_sound_reaches_guest(d, q, rec)
