@@ -14,9 +14,10 @@
  * position falls or rises steadily and every interrupt comes within one
  * period of its ideal time.  A small FIFO per stream sits between the DMA
  * and the backend, which runs on its own timer; its fill level, and the
- * room the backend has left, steer the DMA pace by up to 1 %, so a
- * backend clock that drifts neither starves nor floods the guest, nor lets
- * the backend's buffer run dry, and what waited out a stall drains.  The
+ * room the backend has left, steer the DMA pace by up to 1 % (2 % while a
+ * backlog is long: see PPM_LATE_LIMIT), so a backend clock that drifts
+ * neither starves nor floods the guest, nor lets the backend's buffer run
+ * dry, and what waited out a stall drains.  The
  * devices (ac97.c, hda-codec.c) only say when a stream's format and state
  * change, do the DMA when asked, and call here instead of
  * AUD_write/AUD_read.
@@ -33,6 +34,17 @@
 
 #define FIFO_MIN_BYTES          (64 * 1024)
 #define PPM_LIMIT               10000
+/*
+ * A backlog longer than LATE_STEER_NS is what waited out a stall of QEMU
+ * or the server.  At PPM_LIMIT, 90 ms of it take 9 s to drain, and a
+ * loaded host stalls again every few seconds: the backlog reaches
+ * LATE_MAX_NS and a piece is cut (bench, PulseAudio at normal priority).
+ * Past LATE_STEER_NS the limit grows with the backlog, up to
+ * PPM_LATE_LIMIT: the pitch drops by at most a third of a semitone
+ * (34 cents; 1 % is 17), and only while the sound is that late.
+ */
+#define LATE_STEER_NS           (30 * SCALE_MS)
+#define PPM_LATE_LIMIT          20000
 #define PPM_PER_TICK_OF_ERROR   1000
 #define PPM_PER_TICK_OF_ROOM    2000
 #define PERIOD_MIN_US           100
@@ -145,6 +157,15 @@ static uint32_t late_keep_bytes(AudioPacingStream *st)
     return MAX(keep, tick_bytes(st));
 }
 
+/* LATE_STEER_NS of the stream's format, in bytes, at least a frame. */
+static uint32_t late_steer_bytes(AudioPacingStream *st)
+{
+    uint32_t n = muldiv64(st->rate, LATE_STEER_NS,
+                          NANOSECONDS_PER_SECOND) * st->frame;
+
+    return MAX(n, st->frame);
+}
+
 /* The oldest @n bytes of a playback stream are lost: the backend counts. */
 static void fifo_lose(AudioPacingStream *st, SWVoiceOut *voice, uint32_t n)
 {
@@ -168,8 +189,9 @@ static void fifo_lose(AudioPacingStream *st, SWVoiceOut *voice, uint32_t n)
  * is their whole buffer (wav, none) or one with no latency target:
  * filling those would only add latency.
  *
- * Corrections are proportional, within PPM_LIMIT.  A capture FIFO that
- * runs dry needs nothing: the missing part is padded with silence.
+ * Corrections are proportional, within PPM_LIMIT (a long backlog's
+ * within PPM_LATE_LIMIT).  A capture FIFO that runs dry needs nothing:
+ * the missing part is padded with silence.
  */
 static void steer(AudioPacingStream *st, int room)
 {
@@ -181,7 +203,10 @@ static void steer(AudioPacingStream *st, int room)
     excess = st->low_fill / 256 - target;
     shortfall = st->low_room / 256 - target;
     if (excess > 0) {
-        st->ppm = MIN(excess * PPM_PER_TICK_OF_ERROR / target, PPM_LIMIT);
+        int64_t limit = excess * PPM_LIMIT / late_steer_bytes(st);
+
+        limit = MIN(MAX(limit, PPM_LIMIT), PPM_LATE_LIMIT);
+        st->ppm = MIN(excess * PPM_PER_TICK_OF_ERROR / target, limit);
         if (st->output) {
             st->ppm = -st->ppm;
         }
