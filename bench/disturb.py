@@ -148,7 +148,8 @@ def plot(runs, path, title):
 
 def plot_here(runs, path, title):
     """A PNG: per run, the latency in force and PulseAudio's view against
-    time, the load shaded and every gap marked.  @runs: (config,
+    time, the disturbance (the title says which) shaded and every gap
+    marked.  @runs: (config,
     timeline, summary)."""
     import matplotlib
     matplotlib.use("Agg")
@@ -157,7 +158,7 @@ def plot_here(runs, path, title):
     fig, axes = plt.subplots(len(runs), 1, sharex=True,
                              figsize=(10, 2.6 * len(runs)), squeeze=False)
     for ax, (config, tl, s) in zip(axes[:, 0], runs):
-        ax.axvspan(s["on"], s["off"], color="0.88", label="both cores loaded")
+        ax.axvspan(s["on"], s["off"], color="0.88", label="disturbed")
         if tl["pa"]:
             t, v = zip(*tl["pa"])
             ax.plot(t, v, lw=0.7, color="tab:blue",

@@ -180,8 +180,15 @@ SETTINGS = {
     "small": (128, 512),        # 2.7 ms periods, 10.7 ms buffer
 }
 # disturb: both cores loaded for the middle quarter of the run only
-# (bench/disturb.py); run it with --seconds 60.
-LOADS = ("idle", "load", "disturb")
+# (bench/disturb.py); run it with --seconds 60.  stalls: instead, the sound
+# server stopped STALL_S every STALL_EVERY_S for that quarter, what a
+# loaded host does to a server at normal priority on a bad day (both
+# cores busy, 2026-12-02: backlogs up to 100 ms behind a guest), the same
+# on every day.
+LOADS = ("idle", "load", "disturb", "stalls")
+DISTURBANCES = ("disturb", "stalls")
+STALL_S, STALL_EVERY_S = 0.04, 0.25
+SERVER_NAMES = "pulseaudio, or pipewire under pipewire-pulse"
 
 # A desktop's sound server gets real-time scheduling from rtkit; here
 # there is no rtkit (nor D-Bus system bus), so the bench grants the same
@@ -478,8 +485,47 @@ def start_load(settle=True):
     return proc
 
 
+class ServerStalls:
+    """The sound server's process (@pid) stopped for STALL_S every
+    STALL_EVERY_S until stop(); the same interface as start_load's
+    process for stop_load."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.done = threading.Event()
+        self.count = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.done.wait(STALL_EVERY_S - STALL_S):
+            os.kill(self.pid, signal.SIGSTOP)
+            try:
+                time.sleep(STALL_S)
+            finally:
+                os.kill(self.pid, signal.SIGCONT)
+            self.count += 1
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        os.kill(self.pid, signal.SIGCONT)
+
+
+def server_pid(daemon):
+    """The process that plays: PulseAudio, or pipewire's graph."""
+    if daemon.flavor != "pipewire":
+        return daemon.pid
+    found = subprocess.run(["pgrep", "-x", "-g", str(daemon.proc.pid),
+                            "pipewire"], capture_output=True, text=True)
+    return int(found.stdout.split()[0])
+
+
 def stop_load(proc):
     if proc is None:
+        return
+    if isinstance(proc, ServerStalls):
+        proc.stop()
         return
     try:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -985,6 +1031,10 @@ def conditions(case, opts):
         load = start_load() if case["load"] == "load" else None
         if case["load"] == "disturb":
             dist = disturb.Disturbance(opts.seconds, start_load, stop_load)
+        elif case["load"] == "stalls":
+            pid = server_pid(daemon)
+            dist = disturb.Disturbance(
+                opts.seconds, lambda settle: ServerStalls(pid), stop_load)
         yield daemon, dist
     finally:
         if dist:
@@ -1521,13 +1571,22 @@ def stderr_notes(rundirs):
     return "\n".join(out) or "- (none)"
 
 
+def disturbance_words(results):
+    """What disturbed the runs in @results, in a few words."""
+    loads = sorted({r["case"]["load"] for r in results if r.get("disturb")})
+    return " / ".join(
+        f"the sound server stopped {STALL_S * 1000:.0f} ms every "
+        f"{STALL_EVERY_S * 1000:.0f} ms" if load == "stalls" else
+        "both cores loaded" for load in loads)
+
+
 def disturb_section(results, plot):
     """The disturbed runs: recovery table, and the plot beside it."""
     rows = [(r["case"]["config"], r["disturb"]) for r in results
             if r.get("disturb")]
     if not rows:
         return []
-    return [f"## Disturbance: both cores loaded from "
+    return [f"## Disturbance: {disturbance_words(results)} from "
             f"{disturb.ON_AT:.0%} to {disturb.ON_AT + disturb.LASTS:.0%} "
             "of the run", "",
             "in force: the fork's latency target (QMP, every 0.1 s); PA "
@@ -1578,6 +1637,12 @@ def render(results, info, opts, started, finished, rundirs, plot=None):
             ", ".join(f"`{p}`" for p in info["hda_fork_only"]) or "none"),
         f"- load: `stress-ng --cpu {info['nproc']}` ({info['stress-ng']}) "
         "at normal priority, from before QEMU starts until it has quit",
+        *([f"- stalls: the sound server's process ({SERVER_NAMES}) "
+           f"stopped (SIGSTOP) for {STALL_S * 1000:.0f} ms every "
+           f"{STALL_EVERY_S * 1000:.0f} ms from "
+           f"{disturb.ON_AT:.0%} to {disturb.ON_AT + disturb.LASTS:.0%} "
+           "of the run"]
+          if any(r["case"]["load"] == "stalls" for r in results) else []),
         "- guest: TCG, q35, aplay to hw:0,0, 1 kHz sawtooth beside a frame "
         "counter (bench/guest/signal.awk); the card: "
         + "; ".join(f"{k}: {v}" for k, v in CARDS.items()) + " (configs "
@@ -1680,7 +1745,10 @@ def parse_args(argv):
     p.add_argument("--loads", default=",".join(LOADS),
                    help="comma list of idle, load, disturb (both cores "
                         "loaded for the middle quarter of the run only; "
-                        "with --seconds 60)")
+                        "with --seconds 60), stalls (the sound server "
+                        f"stopped {STALL_S * 1000:.0f} ms every "
+                        f"{STALL_EVERY_S * 1000:.0f} ms for that quarter "
+                        "instead)")
     p.add_argument("--settings", default=",".join(SETTINGS),
                    help="comma list of main (256/1024), small (128/512)")
     p.add_argument("--fork-variant", action="append", default=[],
@@ -1763,7 +1831,7 @@ def main():
                else None)
     binaries = {c["binary"] for c in cases}
     ensure_prerequisites(any(c["load"] != "idle" for c in cases),
-                         any(c["load"] == "disturb" for c in cases),
+                         any(c["load"] in DISTURBANCES for c in cases),
                          stock10, binaries)
     started = time.time()
     stamp = time.strftime("%Y-%m-%d", time.localtime(started))
@@ -1798,7 +1866,7 @@ def main():
                       for r in results if r.get("disturb")]
     if runs_disturbed:
         disturb.plot(runs_disturbed, plot,
-                     f"{opts.daemon}: both host cores loaded for "
+                     f"{opts.daemon}: {disturbance_words(results)} for "
                      f"{opts.seconds * disturb.LASTS:.0f} s")
     text = render(results, info, opts, started, finished, rundirs, plot)
     with open(output, "w") as f:
