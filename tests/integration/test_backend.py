@@ -245,6 +245,28 @@ def test_latency_steps_back_after_quiet_spell():
         assert q.alive()
 
 
+class ServerStalls:
+    """The daemon stopped for 40 ms whenever poll() finds 210 ms passed
+    since the last stop; running again when the with block ends."""
+
+    def __init__(self, d):
+        self.d, self.count, self.next = d, 0, time.monotonic()
+
+    def poll(self):
+        if time.monotonic() >= self.next:
+            os.kill(self.d.pid, signal.SIGSTOP)
+            time.sleep(0.04)
+            os.kill(self.d.pid, signal.SIGCONT)
+            self.count += 1
+            self.next = time.monotonic() + 0.21
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        os.kill(self.d.pid, signal.SIGCONT)
+
+
 LATE_LINE = re.compile(r"audio_pacing_late .*dropped the oldest (\d+) bytes"
                        r".*: (\d)\)$")
 
@@ -262,22 +284,15 @@ def test_late_backlog_loses_only_its_excess():
         wait_connected(q)
         player = start_playing(q, pattern(RATE * 90))
         assert player.play(5, until=lambda: stream(q)["bytes"] > RATE * FRAME)
-        stalls = [0, time.monotonic()]
+        stalls = ServerStalls(d)
 
         def stall_until_drops():
-            if time.monotonic() >= stalls[1]:
-                os.kill(d.pid, signal.SIGSTOP)
-                time.sleep(0.04)
-                os.kill(d.pid, signal.SIGCONT)
-                stalls[0] += 1
-                stalls[1] = time.monotonic() + 0.21
+            stalls.poll()
             return stream(q)["drops"] >= 5
 
-        try:
+        with stalls:
             assert player.play(60, until=stall_until_drops), \
-                (stalls, stream(q))
-        finally:
-            os.kill(d.pid, signal.SIGCONT)
+                (stalls.count, stream(q))
         s = stream(q)
         # The FIFO's own overflow (a third of a second) never comes: the
         # backlog is cut long before.
@@ -326,23 +341,16 @@ def test_long_backlog_drains_faster():
         wait_connected(q)
         player = start_playing(q, pattern(RATE * 90))
         assert player.play(5, until=lambda: stream(q)["bytes"] > RATE * FRAME)
-        stalls = [0, time.monotonic()]
+        stalls = ServerStalls(d)
         ticks = PlaybackTicks(q)
 
         def stall_until_late():
-            if time.monotonic() >= stalls[1]:
-                os.kill(d.pid, signal.SIGSTOP)
-                time.sleep(0.04)
-                os.kill(d.pid, signal.SIGCONT)
-                stalls[0] += 1
-                stalls[1] = time.monotonic() + 0.21
+            stalls.poll()
             return ticks.backlog() >= us_to_bytes(80000)
 
-        try:
+        with stalls:
             assert player.play(30, until=stall_until_late), \
-                (stalls, ticks.backlog(), stream(q))
-        finally:
-            os.kill(d.pid, signal.SIGCONT)
+                (stalls.count, ticks.backlog(), stream(q))
         ticks = PlaybackTicks(q)
         assert player.play(8, until=lambda: 0 < ticks.backlog() <
                            us_to_bytes(20000)), (ticks.backlog(), stream(q))
