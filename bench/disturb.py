@@ -149,8 +149,7 @@ def plot(runs, path, title):
 def plot_here(runs, path, title):
     """A PNG: per run, the latency in force and PulseAudio's view against
     time, the disturbance (the title says which) shaded and every gap
-    marked.  @runs: (config,
-    timeline, summary)."""
+    marked.  @runs: (config, timeline, summary)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
