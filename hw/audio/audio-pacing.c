@@ -40,8 +40,10 @@
  * loaded host stalls again every few seconds: the backlog reaches
  * LATE_MAX_NS and a piece is cut (bench, PulseAudio at normal priority).
  * Past LATE_STEER_NS the limit grows with the backlog, up to
- * PPM_LATE_LIMIT: the pitch drops by at most a third of a semitone
- * (34 cents; 1 % is 17), and only while the sound is that late.
+ * PPM_LATE_LIMIT.  The pitch stays: the server plays the guest's own
+ * samples at their rate.  What runs up to 2 % slow, and only while the
+ * sound is that late, is the card's clock as the guest sees it (a player
+ * that times its video by it slows down as much).
  */
 #define LATE_STEER_NS           (30 * SCALE_MS)
 #define PPM_LATE_LIMIT          20000
