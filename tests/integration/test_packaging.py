@@ -171,6 +171,11 @@ def domain(name, boot=""):
     path = os.path.join(tempfile.mkdtemp(prefix="qva-dom-"), "dom.xml")
     with open(path, "w") as f:
         f.write(DOMAIN.format(name=name, emulator=qemu_binary(), boot=boot))
+    # A run cut short between define and undefine leaves the definition
+    # behind in /etc/libvirt/qemu, and every later define of the name
+    # fails ("already exists").
+    virsh("destroy", name, check=False)
+    virsh("undefine", name, check=False)
     virsh("define", path)
     try:
         virsh("start", name)
