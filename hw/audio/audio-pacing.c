@@ -143,29 +143,27 @@ static uint32_t whole_frames(AudioPacingStream *st, uint32_t n)
     return MIN(QEMU_ALIGN_UP(n, st->frame), st->fifo.len);
 }
 
-/* LATE_MAX_NS of the stream's format, in bytes. */
+/* @ns of the stream's format, in bytes. */
+static uint32_t ns_bytes(AudioPacingStream *st, int64_t ns)
+{
+    return muldiv64(st->rate, ns, NANOSECONDS_PER_SECOND) * st->frame;
+}
+
 static uint32_t late_bytes(AudioPacingStream *st)
 {
-    return muldiv64(st->rate, LATE_MAX_NS, NANOSECONDS_PER_SECOND) *
-           st->frame;
+    return ns_bytes(st, LATE_MAX_NS);
 }
 
-/* LATE_KEEP_NS of the stream's format, in bytes, at least a tick. */
+/* At least a tick. */
 static uint32_t late_keep_bytes(AudioPacingStream *st)
 {
-    uint32_t keep = muldiv64(st->rate, LATE_KEEP_NS,
-                             NANOSECONDS_PER_SECOND) * st->frame;
-
-    return MAX(keep, tick_bytes(st));
+    return MAX(ns_bytes(st, LATE_KEEP_NS), tick_bytes(st));
 }
 
-/* LATE_STEER_NS of the stream's format, in bytes, at least a frame. */
+/* At least a frame: steer() divides by it. */
 static uint32_t late_steer_bytes(AudioPacingStream *st)
 {
-    uint32_t n = muldiv64(st->rate, LATE_STEER_NS,
-                          NANOSECONDS_PER_SECOND) * st->frame;
-
-    return MAX(n, st->frame);
+    return MAX(ns_bytes(st, LATE_STEER_NS), st->frame);
 }
 
 /* The oldest @n bytes of a playback stream are lost: the backend counts. */

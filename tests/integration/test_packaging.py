@@ -166,6 +166,12 @@ def chime_guest():
             "<cmdline>console=ttyS0 quiet panic=-1</cmdline>")
 
 
+def remove_domain(name):
+    """@name stopped and undefined, if libvirt has it."""
+    virsh("destroy", name, check=False)
+    virsh("undefine", name, check=False)
+
+
 @contextlib.contextmanager
 def domain(name, boot=""):
     path = os.path.join(tempfile.mkdtemp(prefix="qva-dom-"), "dom.xml")
@@ -174,15 +180,13 @@ def domain(name, boot=""):
     # A run cut short between define and undefine leaves the definition
     # behind in /etc/libvirt/qemu, and every later define of the name
     # fails ("already exists").
-    virsh("destroy", name, check=False)
-    virsh("undefine", name, check=False)
+    remove_domain(name)
     virsh("define", path)
     try:
         virsh("start", name)
         yield os.path.join("/var/log/libvirt/qemu", name + ".log")
     finally:
-        virsh("destroy", name, check=False)
-        virsh("undefine", name, check=False)
+        remove_domain(name)
         shutil.rmtree(os.path.dirname(path))
 
 
