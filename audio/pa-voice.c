@@ -56,14 +56,20 @@
 
 /*
  * An underrun burst raises the latency once, by a quarter, at least 1 ms;
- * half a second later another burst may raise it again.  After 2 s without
- * an underrun it steps back by half of what it is above the configured
- * value (at least 1 ms), so that 50 ms are back within 1 ms of 5 ms in
- * some 12 s: a passing load does not cost latency for the rest of the
- * session.  A level that underruns within 2 s of being stepped down to
- * is the host's floor for now: the latency stays above it for 4 s, and
- * twice as long each time that level fails again (up to 5 minutes), so a
- * host that cannot sustain it hears a gap less and less often.
+ * half a second later another burst may raise it again.  Coming back is
+ * sized by what the stream used: once 2 s passed without an underrun or a
+ * change, it steps to twice the deepest it dipped below full over the
+ * last second, and a millisecond more (not below the configured value),
+ * if that saves a millisecond; else it looks again a second later.  A
+ * load that has passed leaves the stream nearly full, and the latency
+ * back in one step; a host that keeps the stream dipping keeps the spare
+ * it needs, not a level halfway down that would underrun (halving the
+ * excess every 2 s took some 12 s from 50 ms, and on a busy host went on
+ * into fresh underruns).  A level that underruns within 2 s of being
+ * stepped down to is the host's floor for now: the latency stays above it
+ * for 4 s, and twice as long each time that level fails again (up to 5
+ * minutes), so a host that cannot sustain it hears a gap less and less
+ * often.
  */
 #define PA_ADAPT_MIN_STEP_US    1000
 #define PA_ADAPT_HOLDOFF_US     500000
@@ -71,6 +77,9 @@
 #define PA_SHRINK_AFTER_US      (2 * 1000000)
 #define PA_FLOOR_KEEP_US        (4 * 1000000)
 #define PA_FLOOR_KEEP_MAX_US    (300 * 1000000LL)
+/* The refill after an underrun, a raise or a start is not a dip. */
+#define PA_DIP_SETTLE_US        1000000
+#define PA_DIP_WINDOW_US        1000000
 
 /* Room the server asks for at a time: small, so it asks often. */
 #define PA_MINREQ_MAX_US        1000
@@ -108,6 +117,8 @@ struct PAStream {
     int64_t last_raise_us;
     int64_t last_shrink_us;
     int64_t last_underrun_us;
+    uint32_t dip_us;            /* below full at a tick, deepest since */
+    int64_t dip_from_us;        /* dip_us's window opens */
     uint32_t floor_us;          /* a level that underran, until floor_end */
     int64_t floor_end_us;
     int64_t floor_keep_us;
@@ -169,6 +180,12 @@ static void stream_attr(PAStream *ps, pa_buffer_attr *ba)
         ba->fragsize = pa_usec_to_bytes(us / 2, &ps->spec);
         ba->maxlength = pa_usec_to_bytes(us * 2, &ps->spec);
     }
+}
+
+static void dip_reset(PAStream *ps)
+{
+    ps->dip_us = 0;
+    ps->dip_from_us = g_get_monotonic_time() + PA_DIP_SETTLE_US;
 }
 
 /* --- stream life, in the main loop, between pa_conn_enter and leave ------ */
@@ -266,6 +283,7 @@ static void stream_create(PAStream *ps, pa_context *ctx)
     }
     ps->stream = s;
     ps->stats.streams++;
+    dip_reset(ps);
     timer_mod(ps->link_timer,
               qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + ps->link_wait_ms);
     trace_pa_stream_create(ps->name, ps->target_us, ba.tlength, ba.prebuf,
@@ -336,6 +354,7 @@ static void set_target(PAStream *ps, uint32_t us)
 
     trace_pa_latency(ps->name, ps->target_us, us);
     ps->target_us = us;
+    dip_reset(ps);
     ps->stats.adjustments++;
     stream_attr(ps, &ba);
     op = pa_stream_set_buffer_attr(ps->stream, &ba, NULL, NULL);
@@ -348,23 +367,40 @@ static void set_target(PAStream *ps, uint32_t us)
 static void maybe_shrink(PAStream *ps)
 {
     int64_t now = g_get_monotonic_time();
-    uint32_t floor = ps->latency_us;
+    uint32_t to = ps->latency_us;
 
     if (ps->target_us <= ps->latency_us || !stream_ready(ps) ||
         !ps->enabled || now - ps->last_underrun_us < PA_SHRINK_AFTER_US ||
         now - ps->last_raise_us < PA_SHRINK_AFTER_US ||
-        now - ps->last_shrink_us < PA_SHRINK_AFTER_US) {
+        now - ps->last_shrink_us < PA_SHRINK_AFTER_US ||
+        now - ps->dip_from_us < PA_DIP_WINDOW_US) {
         return;
     }
     if (now < ps->floor_end_us) {
-        floor = MAX(floor, ps->floor_us + PA_SHRINK_MIN_STEP_US);
+        to = MAX(to, ps->floor_us + PA_SHRINK_MIN_STEP_US);
     }
-    if (ps->target_us > floor) {
-        uint32_t step = MAX((ps->target_us - floor) / 2,
-                            PA_SHRINK_MIN_STEP_US);
-
+    to = MAX(to, 2 * ps->dip_us + PA_SHRINK_MIN_STEP_US);
+    trace_pa_headroom(ps->name, ps->target_us, ps->dip_us);
+    if (to + PA_SHRINK_MIN_STEP_US <= ps->target_us) {
         ps->last_shrink_us = now;
-        set_target(ps, MAX(ps->target_us - step, floor));
+        set_target(ps, to);
+    } else {
+        ps->dip_us = 0;
+        ps->dip_from_us = now;
+    }
+}
+
+/*
+ * How far below full the stream is at a tick, before it is topped up: the
+ * depth it reached since the last tick, near enough, as the server asks
+ * for what it played (early requests, a bite at a time).
+ */
+static void note_dip(PAStream *ps, size_t room)
+{
+    uint64_t us = pa_bytes_to_usec(room, &ps->spec);
+
+    if (g_get_monotonic_time() >= ps->dip_from_us) {
+        ps->dip_us = MAX(ps->dip_us, MIN(us, PA_LATENCY_LIMIT_US));
     }
 }
 
@@ -385,6 +421,7 @@ static void underflow_cb(pa_stream *s, void *opaque)
     }
     ps->stats.underruns++;
     ps->last_underrun_us = now;
+    dip_reset(ps);
     trace_pa_underrun(ps->name, ps->stats.underruns, ps->target_us);
     if (ps->last_shrink_us > ps->last_raise_us &&
         now - ps->last_shrink_us < PA_SHRINK_AFTER_US) {
@@ -475,6 +512,9 @@ static size_t pa_buffer_get_free(HWVoiceOut *hw)
     pa_conn_pump(ps->pa->conn);
     maybe_shrink(ps);
     n = out_room(ps);
+    if (stream_ready(ps) && ps->enabled) {
+        note_dip(ps, n);
+    }
     pa_conn_leave(ps->pa->conn);
     return n;
 }
@@ -696,6 +736,7 @@ static void stream_enable(PAStream *ps, bool enable)
     pa_conn_enter(ps->pa->conn);
     if (ps->enabled != enable) {
         ps->enabled = enable;
+        dip_reset(ps);
         pa_conn_pace(ps->pa->conn, enable);
     }
     ps->serverless = false;

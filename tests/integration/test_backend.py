@@ -213,13 +213,63 @@ def test_underruns_raise_latency_within_bound():
         assert q.alive()
 
 
+STEP_LINE = re.compile(r"pa_(latency|headroom|underrun) .*stream \S+: "
+                       r"(?:latency (\d+) -> (\d+)|at (\d+) us it dipped "
+                       r"(\d+)|underrun)")
+
+
+class LatencySteps:
+    """The stream's latency changes from QEMU's trace (-trace pa_latency,
+    pa_headroom, pa_underrun): (from, to, dip) for each step down, with
+    the deepest the stream dipped below full before it."""
+
+    TRACE = ["-trace", "pa_latency", "-trace", "pa_headroom",
+             "-trace", "pa_underrun"]
+
+    def __init__(self, q):
+        self.q = q
+
+    def events(self):
+        for m in map(STEP_LINE.search, self.q.lines):
+            if m and m.group(1) == "latency":
+                yield "latency", int(m.group(2)), int(m.group(3))
+            elif m and m.group(1) == "headroom":
+                yield "headroom", int(m.group(4)), int(m.group(5))
+            elif m:
+                yield "underrun", 0, 0
+
+    def looks(self):
+        return sum(kind == "headroom" for kind, _, _ in self.events())
+
+    def downs(self):
+        """Steps down since the last underrun, each with its dip."""
+        downs, dip = [], None
+        for kind, a, b in self.events():
+            if kind == "underrun":
+                downs = []
+            elif kind == "headroom":
+                dip = b
+            elif b < a:
+                downs.append((a, b, dip))
+        return downs
+
+
+def step_to(configured, dip):
+    """Where a step down goes with no failed level in the way."""
+    return max(configured, 2 * dip + 1000)
+
+
 def test_latency_steps_back_after_quiet_spell():
-    """A stall raises the latency; after 2 s without an underrun the
-    latency steps back by half of what it is above the configured value,
-    every 2 s, down to that value."""
+    """A stall raises the latency; 2 s without an underrun later the
+    stream has shown it needs little of it (it never dipped far below
+    full), and the latency is back at the configured value in one step,
+    where halving what it was above that took five (50, 45, 42.5, 41.25,
+    40.25, 40 ms) and 12 s."""
     extra = ",out.latency=40000,out.max-latency=80000"
-    with daemon() as d, qemu(pa_args(d.socket, extra)) as q:
+    with daemon() as d, qemu(pa_args(d.socket, extra) +
+                             LatencySteps.TRACE) as q:
         wait_connected(q)
+        steps = LatencySteps(q)
         player = start_playing(q, pattern(RATE * 90))
         # Well into playback, past prebuffering.
         assert player.play(5, until=lambda: stream(q)["bytes"] > RATE * FRAME)
@@ -230,18 +280,52 @@ def test_latency_steps_back_after_quiet_spell():
         assert player.play(5, until=lambda: stream(q)["underruns"]), stream(q)
         assert stream(q)["latency"] == 50000, stream(q)
         # A stall of the host's own may raise it again meanwhile: what is
-        # checked is each step down, whenever it comes, and the end.
-        seen = [stream(q)]
+        # checked is the way down from the last underrun.
+        assert player.play(20, until=lambda: stream(q)["latency"] == 40000), \
+            stream(q)
+        downs = steps.downs()
+        assert len(downs) == 1, downs
+        a, b, dip = downs[0]
+        assert b == step_to(40000, dip) == 40000, downs
+        assert q.alive()
 
-        def steps_down():
-            seen.append(stream(q))
-            a, b = seen[-2]["latency"], seen[-1]["latency"]
-            if b < a:
-                assert a - b == max((a - 40000) // 2, 1000) or b == 40000, \
-                    seen[-2:]
-            return b == 40000
 
-        assert player.play(40, until=steps_down), seen[-1]
+def test_step_down_keeps_twice_the_dip():
+    """A stream fed every 10 ms dips some 10 ms below full between two
+    feeds: a step down from stalls' 80 ms goes to twice that and a
+    millisecond at once (not to the configured 5 ms, which would underrun,
+    nor only halfway, as halving did), and no step goes lower later."""
+    extra = ",timer-period=10000,out.latency=5000,out.max-latency=80000"
+    with daemon() as d, qemu(pa_args(d.socket, extra) +
+                             LatencySteps.TRACE) as q:
+        wait_connected(q)
+        steps = LatencySteps(q)
+        player = start_playing(q, pattern(RATE * 90))
+        assert player.play(5, until=lambda: stream(q)["bytes"] > RATE * FRAME)
+        # Each stall raises the latency by a quarter, up to 80 ms.
+        stalled = [time.monotonic()]
+
+        def stall_until_high():
+            if time.monotonic() - stalled[0] >= 0.6:
+                os.kill(q.proc.pid, signal.SIGSTOP)
+                time.sleep(0.1)
+                os.kill(q.proc.pid, signal.SIGCONT)
+                stalled[0] = time.monotonic()
+            return stream(q)["latency"] == 80000
+
+        assert player.play(30, until=stall_until_high), stream(q)
+        assert player.play(10, until=lambda: steps.downs()), stream(q)
+        a, b, dip = steps.downs()[0]
+        assert 8000 <= dip < 20000 and b == step_to(5000, dip), \
+            steps.downs()
+        assert b < a - (a - 5000) // 2, "only halfway"
+        # Three more looks at the dip, and whatever the host did meanwhile,
+        # no step went below twice its own.
+        looks = steps.looks()
+        assert player.play(10, until=lambda: steps.looks() >= looks + 3), \
+            stream(q)
+        assert all(b >= step_to(5000, dip) for _, b, dip in
+                   steps.downs()), steps.downs()
         assert q.alive()
 
 
