@@ -37,7 +37,9 @@ def destination_plays(dst):
     player = HDAPlayer(dst.qtest)
     lpib = player.lpib()
     player.intercept()
-    assert player.completions(2) >= 3, "no interrupts on the destination"
+    # Not 2 s: that is five whole turns of the 0.4 s ring, and a running
+    # stream was once read back at the very position it started from.
+    assert player.completions(2.1) >= 3, "no interrupts on the destination"
     assert player.lpib() != lpib
 
 
