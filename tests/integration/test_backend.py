@@ -254,6 +254,18 @@ class LatencySteps:
         return downs
 
 
+@contextlib.contextmanager
+def playing_traced(extra):
+    """QEMU with its latency steps traced, playing past prebuffering."""
+    with daemon() as d, qemu(pa_args(d.socket, extra) +
+                             LatencySteps.TRACE) as q:
+        wait_connected(q)
+        steps = LatencySteps(q)
+        player = start_playing(q, pattern(RATE * 90))
+        assert player.play(5, until=lambda: stream(q)["bytes"] > RATE * FRAME)
+        yield q, steps, player
+
+
 def step_to(configured, dip):
     """Where a step down goes with no failed level in the way."""
     return max(configured, 2 * dip + 1000)
@@ -265,14 +277,8 @@ def test_latency_steps_back_after_quiet_spell():
     full), and the latency is back at the configured value in one step,
     where halving what it was above that took five (50, 45, 42.5, 41.25,
     40.25, 40 ms) and 12 s."""
-    extra = ",out.latency=40000,out.max-latency=80000"
-    with daemon() as d, qemu(pa_args(d.socket, extra) +
-                             LatencySteps.TRACE) as q:
-        wait_connected(q)
-        steps = LatencySteps(q)
-        player = start_playing(q, pattern(RATE * 90))
-        # Well into playback, past prebuffering.
-        assert player.play(5, until=lambda: stream(q)["bytes"] > RATE * FRAME)
+    with playing_traced(",out.latency=40000,out.max-latency=80000") as \
+            (q, steps, player):
         # QEMU stopped for longer than its buffer: the sink runs dry.
         os.kill(q.proc.pid, signal.SIGSTOP)
         time.sleep(0.07)
@@ -295,13 +301,8 @@ def test_step_down_keeps_twice_the_dip():
     feeds: a step down from stalls' 80 ms goes to twice that and a
     millisecond at once (not to the configured 5 ms, which would underrun,
     nor only halfway, as halving did), and no step goes lower later."""
-    extra = ",timer-period=10000,out.latency=5000,out.max-latency=80000"
-    with daemon() as d, qemu(pa_args(d.socket, extra) +
-                             LatencySteps.TRACE) as q:
-        wait_connected(q)
-        steps = LatencySteps(q)
-        player = start_playing(q, pattern(RATE * 90))
-        assert player.play(5, until=lambda: stream(q)["bytes"] > RATE * FRAME)
+    with playing_traced(",timer-period=10000,out.latency=5000,"
+                        "out.max-latency=80000") as (q, steps, player):
         # Each stall raises the latency by a quarter, up to 80 ms.
         stalled = [time.monotonic()]
 
