@@ -287,12 +287,15 @@ def test_latency_steps_back_after_quiet_spell():
         assert stream(q)["latency"] == 50000, stream(q)
         # A stall of the host's own may raise it again meanwhile: what is
         # checked is the way down from the last underrun.
-        assert player.play(20, until=lambda: stream(q)["latency"] == 40000), \
-            stream(q)
+        # The trace, not QMP, so that every step is read by then.
+        assert player.play(20, until=lambda: any(
+            b == 40000 for _, b, _ in steps.downs())), \
+            (stream(q), steps.downs())
+        # One step; two where the host itself dipped the stream far
+        # meanwhile (20 ms once, in CI), each to what its dip allowed.
         downs = steps.downs()
-        assert len(downs) == 1, downs
-        a, b, dip = downs[0]
-        assert b == step_to(40000, dip) == 40000, downs
+        assert len(downs) <= 2, downs
+        assert all(b == step_to(40000, dip) for _, b, dip in downs), downs
         assert q.alive()
 
 
