@@ -217,7 +217,14 @@ def on_pipewire(opts):
 
 
 SAMPLE_INTERVAL = 0.1           # pactl, seconds
-QMP_INTERVAL = 1.0              # query-audio-streams (fork), seconds
+# query-audio-streams (fork), seconds.  In a disturbed run the latency in
+# force over time comes from the trace (in_force_from_trace): ten queries
+# a second would cost the fork's QEMU CPU that stock, which has no such
+# query, is not charged.
+QMP_INTERVAL = 1.0
+IN_FORCE_LOG = "qemu-latency.log"
+LATENCY_LINE = re.compile(r"^\d+@(\d+)\.(\d{6}):pa_latency stream \S+: "
+                          r"latency (\d+) -> (\d+) us$")
 
 
 def log(msg):
@@ -962,7 +969,6 @@ def sample_until_done(case, daemon, console, proc, qmp_path, dist=None,
     pa_samples, qmp_samples = [], []
     qmp = None
     next_qmp = 0.0
-    interval = QMP_INTERVAL if dist is None else SAMPLE_INTERVAL
     while proc.poll() is None and console.done not in console.marks:
         t = time.monotonic()
         if dist:
@@ -977,7 +983,7 @@ def sample_until_done(case, daemon, console, proc, qmp_path, dist=None,
             s["t"] = t
             pa_samples.append(s)
         if case["qmp_streams"] and t >= next_qmp:
-            next_qmp = t + interval
+            next_qmp = t + QMP_INTERVAL
             try:
                 qmp = qmp or harness.QMP(qmp_path)
                 st = qmp_playback(qmp)
@@ -1043,6 +1049,33 @@ def conditions(case, opts):
         daemon.stop()
 
 
+def in_force_from_trace(path, pa_samples, qmp_samples, wall_offset):
+    """The fork's latency in force at each of @pa_samples' times, as QMP
+    samples ({"t", "latency"}), from its pa_latency trace lines (wall
+    clock; @wall_offset is time.time() - time.monotonic()).  Before the
+    first change it is what the first QMP sample said."""
+    changes = []
+    try:
+        with open(path) as f:
+            for line in f:
+                m = LATENCY_LINE.match(line.strip())
+                if m:
+                    t = int(m.group(1)) + int(m.group(2)) / 1e6 - wall_offset
+                    changes.append((t, int(m.group(3)), int(m.group(4))))
+    except FileNotFoundError:
+        return qmp_samples
+    if not qmp_samples and not changes:
+        return qmp_samples
+    level = changes[0][1] if changes else qmp_samples[0]["latency"]
+    out, i = [], 0
+    for s in pa_samples:
+        while i < len(changes) and changes[i][0] <= s["t"]:
+            level = changes[i][2]
+            i += 1
+        out.append({"t": s["t"], "latency": level})
+    return out
+
+
 def save_run(rundir, opts, pcm, console, pa_samples, qmp_samples):
     if opts.keep_audio:
         with open(os.path.join(rundir, "monitor.raw"), "wb") as f:
@@ -1092,6 +1125,9 @@ def run_case(case, opts, rundir):
             if opts.trace:
                 cmd += ["-trace", opts.trace,
                         "-D", os.path.join(rundir, "qemu-trace.log")]
+            elif dist and case["qmp_streams"]:
+                cmd += ["-trace", "pa_latency", "-msg", "timestamp=on",
+                        "-D", os.path.join(rundir, IN_FORCE_LOG)]
             env = dict(os.environ, BENCH_APPEND=append,
                        BENCH_CARD=case["card"], **qemu_env)
             if on_pipewire(opts):
@@ -1112,6 +1148,7 @@ def run_case(case, opts, rundir):
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     argv = f.read().decode().split("\0")[:-1]
                 result["cmdline"] = shlex.join(argv)
+            wall_offset = time.time() - time.monotonic()
             pa_samples, qmp_samples, qmp = sample_until_done(
                 case, daemon, console, proc, qmp_path, dist, view)
             probe.stop()
@@ -1136,6 +1173,10 @@ def run_case(case, opts, rundir):
                             pa_view))
     result["sink"] = sink_side(rundir, pcm, rec.stamps, probe.samples, opts,
                                result, probe.errors)
+    if dist and case["qmp_streams"] and not opts.trace:
+        qmp_samples = in_force_from_trace(
+            os.path.join(rundir, IN_FORCE_LOG), pa_samples, qmp_samples,
+            wall_offset)
     disturbed(result, dist, console, pa_samples if pa_view else [],
               qmp_samples)
     return result
@@ -1589,7 +1630,9 @@ def disturb_section(results, plot):
     return [f"## Disturbance: {disturbance_words(results)} from "
             f"{disturb.ON_AT:.0%} to {disturb.ON_AT + disturb.LASTS:.0%} "
             "of the run", "",
-            "in force: the fork's latency target (QMP, every 0.1 s); PA "
+            "in force: the fork's latency target (its pa_latency trace "
+            "events, read every 0.1 s, so that no QMP query costs the "
+            "fork CPU stock is not charged); PA "
             "view: buffer + sink latency (pactl, every 0.1 s), and read → "
             "sink: the frame counter's (the DMA probe's reads, every "
             "50 ms), both judged on their "

@@ -6,9 +6,11 @@ counts what was lost, repeated and missing."""
 
 import importlib.util
 import os
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 
 from harness import PulseDaemon, TOP, ensure_user
 
@@ -94,6 +96,34 @@ def test_disturbance_recovery():
     assert (s["gaps_before"], s["gaps_during"], s["gaps_recovery"],
             s["gaps_after"]) == (1, 2, 1, 1), s
     assert (s["sink"]["before"], s["sink"]["peak"]) == (5, 20), s
+
+
+def test_latency_in_force_from_the_trace():
+    """A disturbed run's latency in force, read from QEMU's pa_latency
+    lines (tracetool's log backend with -msg timestamp=on: "PID@SEC.USEC:")
+    at each pactl sample's monotonic time; other lines are skipped, and
+    before the first change it is the first QMP sample's."""
+    rb = run_bench_module()
+    tmp = tempfile.mkdtemp(prefix="qva-test-")
+    log = os.path.join(tmp, "qemu-latency.log")
+    with open(log, "w") as f:
+        f.write("123@1000.500000:pa_latency stream snd0: "
+                "latency 5000 -> 6250 us\n"
+                "123@1000.600000:pa_headroom stream snd0: at 6250 us it "
+                "dipped 2000 us below full at most\n"
+                "123@1002.250000:pa_latency stream snd0: "
+                "latency 6250 -> 5000 us\n")
+    offset = 1000.0 - 10.0          # wall 1000.0 s is monotonic 10.0 s
+    pa = [{"t": t} for t in (10.0, 10.4, 10.5, 11.0, 12.2, 12.3)]
+    got = rb.in_force_from_trace(log, pa, [{"latency": 5000}], offset)
+    assert [(s["t"], s["latency"]) for s in got] == [
+        (10.0, 5000), (10.4, 5000), (10.5, 6250), (11.0, 6250),
+        (12.2, 6250), (12.3, 5000)], got
+    # No trace file: the QMP samples stay.
+    qmp = [{"t": 1.0, "latency": 5000}]
+    assert rb.in_force_from_trace(os.path.join(tmp, "none"), pa, qmp,
+                                  offset) is qmp
+    shutil.rmtree(tmp)
 
 
 def test_native_floor_plays_the_signal_intact():
