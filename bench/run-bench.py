@@ -138,11 +138,25 @@ CONFIGS = {
     # signal into -audiodev none: the floor with a busy TCG vCPU on the
     # host, as every guest config has one.
     "native-5ms-guest": (NATIVE, None, "5000", "hda"),
+    # pa-floor with Debian's 7.2's requests at its defaults (paaudio.c:
+    # tlength = out.latency 46440 us, minreq 3/4 of the 10 ms timer), beside
+    # the guest as native-5ms-guest: what a client pays for stock's
+    # latency, so that what 5 ms costs a client can be set beside what it
+    # costs the fork.
+    "native-stock-guest": (NATIVE, None, "46440 7500", "hda"),
     # pw-floor: node.latency of 5 / 10 ms in frames, a pw_stream straight
     # to the daemon as upstream's backend in QEMU is.  --daemon pipewire
     # only.
     "native-pw-5ms": (NATIVE_PW, "pipewire", "5000", None),
     "native-pw-10ms": (NATIVE_PW, "pipewire", "10000", None),
+    # pw-floor as the fork's native path would play: node.latency 5 ms
+    # (the graph runs at 128 frames), fed from a ring that a 1 ms tick
+    # tops up to 4 / 6 ms; and at node.latency 10 ms (256 frames) from
+    # one kept at 8 ms.  A cycle takes a quantum at once, so the ring
+    # must hold a quantum and a tick.  --daemon pipewire only.
+    "native-pw-ring-4ms": (NATIVE_PW, "pipewire", "5000 4000", None),
+    "native-pw-ring-6ms": (NATIVE_PW, "pipewire", "5000 6000", None),
+    "native-pw-ring-8ms": (NATIVE_PW, "pipewire", "10000 8000", None),
     # Debian's 10.0 (the fork's newer base), through the same daemon.
     "stock10-hda": (STOCK10, "pa", "", "hda"),
     # Upstream's PipeWire backend (audio/pwaudio.c), with its defaults,
@@ -168,6 +182,7 @@ RATIO_PAIRS = {
     # Upstream's backend in the fork against the same in Debian's 10.0:
     # what the fork's HDA changes do without our pa backend.
     "fork-pw-hda": ("stock10-pw-hda", "native-5ms", "native-pw-5ms"),
+    "native-5ms-guest": ("native-stock-guest",),
 }
 # The guest's sound card: QEMU's -device arguments (bench/guest/run-guest.sh).
 CARDS = {
@@ -1107,6 +1122,9 @@ def run_case(case, opts, rundir):
     view = None
     try:
         with conditions(case, opts) as (daemon, dist):
+            # --trace takes -trace and -D for itself: QMP then stands in.
+            in_force_traced = bool(dist and case["qmp_streams"] and
+                                   not opts.trace)
             if case["backend"] == "pipewire":
                 audiodev = f"pipewire,id=snd0{case['opts']}"
                 qemu_env = pw_env(daemon)
@@ -1125,7 +1143,7 @@ def run_case(case, opts, rundir):
             if opts.trace:
                 cmd += ["-trace", opts.trace,
                         "-D", os.path.join(rundir, "qemu-trace.log")]
-            elif dist and case["qmp_streams"]:
+            elif in_force_traced:
                 cmd += ["-trace", "pa_latency", "-msg", "timestamp=on",
                         "-D", os.path.join(rundir, IN_FORCE_LOG)]
             env = dict(os.environ, BENCH_APPEND=append,
@@ -1173,7 +1191,7 @@ def run_case(case, opts, rundir):
                             pa_view))
     result["sink"] = sink_side(rundir, pcm, rec.stamps, probe.samples, opts,
                                result, probe.errors)
-    if dist and case["qmp_streams"] and not opts.trace:
+    if in_force_traced:
         qmp_samples = in_force_from_trace(
             os.path.join(rundir, IN_FORCE_LOG), pa_samples, qmp_samples,
             wall_offset)
@@ -1252,11 +1270,13 @@ def run_native_case(case, opts, rundir):
             # As upstream's backend in QEMU: root, straight to the
             # daemon's socket.
             env = pw_env(daemon)
-            cmd = [NATIVE_PW, case["opts"], str(opts.seconds)]
+            latency, *ring = case["opts"].split()
+            cmd = [NATIVE_PW, latency, str(opts.seconds), *ring]
         else:
             env = {"PULSE_COOKIE": daemon.cookie}
-            cmd = [NATIVE, f"unix:{daemon.socket}", case["opts"],
-                   str(opts.seconds)]
+            latency, *minreq = case["opts"].split()
+            cmd = [NATIVE, f"unix:{daemon.socket}", latency,
+                   str(opts.seconds), *minreq]
         result["env"] = env
         if on_pipewire(opts):
             view = PipeWireView(daemon, rundir, opts.seconds)
@@ -1291,6 +1311,9 @@ def run_native_case(case, opts, rundir):
     result["server_underruns"] = int(m.group(1)) if m else None
     m = re.search(r"quantum=(\d+-\d+)", end)
     result["client_quantum"] = m.group(1) if m else None
+    m = re.search(r"short=(\d+)", end)
+    result["short_cycles"] = int(m.group(1)) if m and case["opts"].split()[1:] \
+        else None
     disturbed(result, dist, console, [] if pw else pa_samples, [])
     return result
 
@@ -1419,6 +1442,8 @@ def result_row(r):
         # pw-floor's: cycles the graph ran without it, by its clock.
         note += (f"{r['server_underruns']} cycles missed, quantum "
                  f"{r['client_quantum']}, seen by pw-floor")
+        if r.get("short_cycles") is not None:
+            note += f"; {r['short_cycles']} cycles found the ring short"
     elif r.get("server_underruns") is not None:
         note += f"{r['server_underruns']} underruns reported by the server"
     if r.get("exit"):
@@ -1558,6 +1583,50 @@ def ratio_table(results):
             out.append(f"| {period}/{buffer} | {load} | {config} | "
                        f"{stock_cfg} | {lat} | {sink} | "
                        f"{play} | {rest} | {wake} | {whole} |")
+    return "\n".join(out) if len(out) > 2 else ""
+
+
+PRICE_NOTE = (
+    "CPU while playing, in percentage points of one core: the fork's QEMU "
+    "besides its vCPU threads minus stock's (fork-hda − stock-hda), beside "
+    "pa-floor at the fork's 5 ms requests minus pa-floor at stock's "
+    "(native-5ms-guest − native-stock-guest), both in the same run.  The "
+    "native pair is what moving the same signal at 5 ms instead of stock's "
+    "latency costs any PulseAudio client on this host; a ratio below 1 "
+    "means the fork pays less than that for it.")
+
+# What 5 ms costs over stock's latency: QEMU's sound path (besides the
+# vCPU) in the fork against stock, and a native client at the fork's
+# requests against one at stock's, in the same run.
+PRICE_PAIRS = (("fork-hda", "stock-hda"),
+               ("native-5ms-guest", "native-stock-guest"))
+
+
+def price_table(results):
+    """Percentage points of a core each low-latency source pays over its
+    stock-latency partner, per setting and load; the fork's besides its
+    vCPU (a native client has none)."""
+    by = {(r["case"]["setting"], r["case"]["load"], r["case"]["config"]): r
+          for r in results}
+    out = ["| period/buffer | load | fork − stock, % of a core | "
+           "native 5 ms − native stock, % of a core | fork's / native's |",
+           "|---|---|---:|---:|---:|"]
+    keys = sorted({(s, ld) for s, ld, _ in by})
+    for setting, load in keys:
+        cost = []
+        for low, high in PRICE_PAIRS:
+            a, b = by.get((setting, load, low)), by.get((setting, load, high))
+            get = (lambda r: r.get("cpu_play_rest")) if low == "fork-hda" \
+                else (lambda r: r.get("cpu_play"))
+            cost.append(None if not a or not b or get(a) is None or
+                        get(b) is None else get(a) - get(b))
+        if None in cost:
+            continue
+        period, buffer = SETTINGS[setting]
+        share = ("fork ≤ stock" if cost[0] <= 0 else
+                 fmt(cost[0] / cost[1] if cost[1] > 0 else None, 2))
+        out.append(f"| {period}/{buffer} | {load} | {pct(cost[0], 1)} | "
+                   f"{pct(cost[1], 1)} | {share} |")
     return "\n".join(out) if len(out) > 2 else ""
 
 
@@ -1711,6 +1780,12 @@ def render(results, info, opts, started, finished, rundirs, plot=None):
            "every guest config's on the same host"]
           if any(r["case"]["config"] == "native-5ms-guest" for r in results)
           else []),
+        *(["- native-stock-guest: pa-floor as native-5ms-guest, but with "
+           "the requests of Debian's 7.2 at its defaults (tlength 46.44 ms, "
+           "minreq 7.5 ms, the server's prebuf, early requests): what a "
+           "client pays at stock's latency"]
+          if any(r["case"]["config"] == "native-stock-guest"
+                 for r in results) else []),
         *(["- native-pw-5ms, native-pw-10ms: no guest and no QEMU: "
            "`bench/native/pw-floor.c` plays the same signal as a pw_stream "
            "straight to the pipewire daemon (as root, like -audiodev "
@@ -1739,6 +1814,10 @@ def render(results, info, opts, started, finished, rundirs, plot=None):
     if ratios:
         lines += ["## Fork default vs stock and the native floor", "",
                   ratios, ""]
+    price = price_table(main)
+    if price:
+        lines += ["## What the low latency costs in CPU", "", PRICE_NOTE, "",
+                  price, ""]
     lines += disturb_section(main, plot)
     qt = qmp_table(main)
     if qt:

@@ -8,8 +8,12 @@
  * latency on the machine, so the fork's figures can be read against it
  * in one run.
  *
- * usage: pa-floor SERVER LATENCY_US SECONDS
- * Prints "PA-FLOOR-START", then "PA-FLOOR-END underruns=N" when the last
+ * usage: pa-floor SERVER LATENCY_US SECONDS [MINREQ_US]
+ * With MINREQ_US it asks for a stock QEMU's attributes instead
+ * (audio/paaudio.c: tlength = latency, that minreq, the server's
+ * prebuf): what a client at stock's latency costs, beside the fork's.
+ * Prints "PA-FLOOR-START tlength=US prebuf=US minreq=US" (as granted),
+ * then "PA-FLOOR-END underruns=N" when the last
  * frame has played; every 50 ms or so in between "PA-FLOOR-T NS FRAME":
  * the CLOCK_MONOTONIC time when it handed the server the frame numbered
  * FRAME mod 32768, the counterpart of a guest's DMA reading it
@@ -20,6 +24,7 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -38,6 +43,7 @@ static struct {
     FloorSignal sig;
     unsigned underruns;
     uint32_t latency_us;
+    uint32_t minreq_us;         /* 0: the fork's requests */
     int status;
 } st;
 
@@ -91,10 +97,17 @@ static void underflow_cb(pa_stream *s, void *opaque)
 static void stream_state_cb(pa_stream *s, void *opaque)
 {
     switch (pa_stream_get_state(s)) {
-    case PA_STREAM_READY:
-        printf("PA-FLOOR-START\n");
+    case PA_STREAM_READY: {
+        /* What the server granted: the requests really are the ones asked. */
+        const pa_buffer_attr *ba = pa_stream_get_buffer_attr(s);
+
+        printf("PA-FLOOR-START tlength=%llu prebuf=%llu minreq=%llu\n",
+               (unsigned long long)pa_bytes_to_usec(ba->tlength, &spec),
+               (unsigned long long)pa_bytes_to_usec(ba->prebuf, &spec),
+               (unsigned long long)pa_bytes_to_usec(ba->minreq, &spec));
         fflush(stdout);
         break;
+    }
     case PA_STREAM_FAILED:
         fprintf(stderr, "pa-floor: stream: %s\n",
                 pa_strerror(pa_context_errno(pa_stream_get_context(s))));
@@ -125,6 +138,11 @@ static void connect_stream(pa_context *ctx)
     };
     pa_stream *s = pa_stream_new(ctx, "pa-floor", &spec, NULL);
 
+    if (st.minreq_us) {
+        ba.tlength = pa_usec_to_bytes(us, &spec);
+        ba.prebuf = (uint32_t)-1;
+        ba.minreq = pa_usec_to_bytes(st.minreq_us, &spec);
+    }
     if (!s) {
         fprintf(stderr, "pa-floor: pa_stream_new: %s\n",
                 pa_strerror(pa_context_errno(ctx)));
@@ -164,16 +182,20 @@ static void context_state_cb(pa_context *ctx, void *opaque)
 int main(int argc, char **argv)
 {
     pa_context *ctx;
-    long latency, seconds;
+    long latency, seconds, minreq;
+    bool args = argc == 4 || argc == 5;
 
-    latency = argc == 4 ? atol(argv[2]) : 0;
-    seconds = argc == 4 ? atol(argv[3]) : 0;
-    if (latency < 1000 || latency > 500000 || seconds < 1) {
+    latency = args ? atol(argv[2]) : 0;
+    seconds = args ? atol(argv[3]) : 0;
+    minreq = argc == 5 ? atol(argv[4]) : 0;
+    if (latency < 1000 || latency > 500000 || seconds < 1 ||
+        (argc == 5 && (minreq < 1000 || minreq > latency))) {
         fprintf(stderr, "usage: pa-floor SERVER LATENCY_US(1000-500000) "
-                "SECONDS\n");
+                "SECONDS [MINREQ_US(1000-LATENCY_US)]\n");
         return 2;
     }
     st.latency_us = latency;
+    st.minreq_us = minreq;
     st.frames_left = (uint64_t)seconds * FLOOR_RATE;
     st.status = 1;
     st.loop = pa_mainloop_new();

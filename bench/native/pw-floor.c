@@ -10,10 +10,18 @@
  * client gets at that latency on the machine, beside pa-floor's figures
  * through pipewire-pulse.
  *
- * usage: pw-floor LATENCY_US SECONDS
+ * usage: pw-floor LATENCY_US SECONDS [RING_US]
+ * With RING_US, as the fork's native path would play (README-fork, "The
+ * native path"): a thread standing in for QEMU's main loop tops a ring up
+ * to RING_US every millisecond (its audio timer, re-armed a period after
+ * each tick, so a late tick delays the next), and each cycle takes what
+ * it consumes from the ring; a cycle that finds less plays silence for
+ * the rest and is counted as short.  The stamps are then when a frame
+ * went into the ring, the counterpart of a device's DMA reading it.
  * Connects where libpipewire looks (PIPEWIRE_REMOTE in
  * PIPEWIRE_RUNTIME_DIR or XDG_RUNTIME_DIR).  Prints "PW-FLOOR-START",
- * then "PW-FLOOR-END underruns=N quantum=MIN-MAX" when the last frame has
+ * then "PW-FLOOR-END underruns=N quantum=MIN-MAX short=N" when the last
+ * frame has
  * played; every 50 ms or so in between "PW-FLOOR-T NS FRAME", as
  * pa-floor's "PA-FLOOR-T": the CLOCK_MONOTONIC time when it handed
  * PipeWire the frame numbered FRAME mod 32768 (queued the buffer that
@@ -25,7 +33,10 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -38,6 +49,9 @@
 #define STRIDE (CHANNELS * sizeof(int16_t))
 /* Give up this long past SECONDS: a stream never linked waits for good. */
 #define GRACE_S 20
+/* The ring (a power of two, in frames) and the tick that fills it. */
+#define RING_FRAMES 32768
+#define TICK_NS 1000000
 
 static struct {
     struct pw_main_loop *loop;
@@ -53,6 +67,17 @@ static struct {
     uint64_t quantum_min, quantum_max;
     bool started, done;
     int status;
+
+    /* With RING_US: the producer's, then the data thread's. */
+    uint64_t ring_target;       /* frames; 0: no ring */
+    uint64_t produce_left;
+    _Atomic uint64_t wpos, rpos;
+    bool primed;
+    unsigned short_cycles;
+    pthread_t producer;
+    bool producing;
+    atomic_bool stop;
+    int16_t ring[RING_FRAMES * CHANNELS];
 } st;
 
 static void quit(int status)
@@ -95,6 +120,69 @@ static void count_cycle(void)
     }
 }
 
+/* The stand-in for QEMU's main loop: each tick tops the ring up. */
+static void *produce(void *opaque SPA_UNUSED)
+{
+    while (!atomic_load(&st.stop) && st.produce_left) {
+        uint64_t w = atomic_load_explicit(&st.wpos, memory_order_relaxed);
+        uint64_t fill = w - atomic_load_explicit(&st.rpos,
+                                                 memory_order_acquire);
+        int64_t next;
+        struct timespec ts;
+
+        if (fill < st.ring_target) {
+            uint64_t n = st.ring_target - fill, done = 0;
+
+            n = n < st.produce_left ? n : st.produce_left;
+            while (done < n) {
+                uint64_t at = (w + done) % RING_FRAMES;
+                uint64_t part = RING_FRAMES - at < n - done ?
+                                RING_FRAMES - at : n - done;
+
+                floor_fill(&st.sig, &st.ring[at * CHANNELS], part);
+                done += part;
+            }
+            atomic_store_explicit(&st.wpos, w + n, memory_order_release);
+            floor_stamp(&st.sig, "PW-FLOOR-T");
+            st.produce_left -= n;
+        }
+        next = floor_now_ns() + TICK_NS;
+        ts.tv_sec = next / 1000000000;
+        ts.tv_nsec = next % 1000000000;
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+    }
+    return NULL;
+}
+
+/*
+ * What the ring holds, up to @frames, into @dst; the rest silence.  Returns
+ * the frames of signal.
+ */
+static uint64_t take_from_ring(int16_t *dst, uint64_t frames)
+{
+    uint64_t r = atomic_load_explicit(&st.rpos, memory_order_relaxed);
+    uint64_t avail = atomic_load_explicit(&st.wpos, memory_order_acquire) - r;
+    uint64_t n = avail < frames ? avail : frames, done = 0;
+
+    while (done < n) {
+        uint64_t at = (r + done) % RING_FRAMES;
+        uint64_t part = RING_FRAMES - at < n - done ? RING_FRAMES - at
+                                                    : n - done;
+
+        memcpy(&dst[done * CHANNELS], &st.ring[at * CHANNELS],
+               part * STRIDE);
+        done += part;
+    }
+    atomic_store_explicit(&st.rpos, r + n, memory_order_release);
+    st.primed |= n > 0;
+    if (n < frames && st.primed && st.frames_left > n) {
+        st.short_cycles++;
+        memset(&dst[n * CHANNELS], 0, (frames - n) * STRIDE);
+        return n;
+    }
+    return n;
+}
+
 /* In the data thread, once per cycle of the graph, in the cycle itself. */
 static void on_process(void *opaque SPA_UNUSED)
 {
@@ -127,16 +215,28 @@ static void on_process(void *opaque SPA_UNUSED)
     if (b->requested && b->requested < frames) {
         frames = b->requested;
     }
-    if (frames > st.frames_left) {
-        frames = st.frames_left;
+    if (st.ring_target) {
+        uint64_t got = take_from_ring(d->data, frames);
+
+        /* Silence after the signal's end would only delay the drain. */
+        if (got == st.frames_left || (!got && !st.primed)) {
+            frames = got;
+        }
+        st.frames_left -= got;
+    } else {
+        if (frames > st.frames_left) {
+            frames = st.frames_left;
+        }
+        floor_fill(&st.sig, d->data, frames);
+        st.frames_left -= frames;
     }
-    floor_fill(&st.sig, d->data, frames);
     d->chunk->offset = 0;
     d->chunk->stride = STRIDE;
     d->chunk->size = frames * STRIDE;
     pw_stream_queue_buffer(st.stream, b);
-    floor_stamp(&st.sig, "PW-FLOOR-T");
-    st.frames_left -= frames;
+    if (!st.ring_target) {
+        floor_stamp(&st.sig, "PW-FLOOR-T");
+    }
     if (!st.frames_left) {
         /*
          * In the data loop's own thread this takes effect at once: the
@@ -157,9 +257,9 @@ static void on_io_changed(void *opaque SPA_UNUSED, uint32_t id, void *area,
 
 static void on_drained(void *opaque SPA_UNUSED)
 {
-    printf("PW-FLOOR-END underruns=%u quantum=%llu-%llu\n", st.underruns,
-           (unsigned long long)st.quantum_min,
-           (unsigned long long)st.quantum_max);
+    printf("PW-FLOOR-END underruns=%u quantum=%llu-%llu short=%u\n",
+           st.underruns, (unsigned long long)st.quantum_min,
+           (unsigned long long)st.quantum_max, st.short_cycles);
     st.done = true;
     quit(0);
 }
@@ -174,6 +274,13 @@ static void on_state_changed(void *opaque SPA_UNUSED,
             st.started = true;
             printf("PW-FLOOR-START\n");
             fflush(stdout);
+            if (st.ring_target &&
+                pthread_create(&st.producer, NULL, produce, NULL) == 0) {
+                st.producing = true;
+            } else if (st.ring_target) {
+                fprintf(stderr, "pw-floor: cannot start the producer\n");
+                quit(1);
+            }
         }
         break;
     case PW_STREAM_STATE_ERROR:
@@ -216,15 +323,20 @@ int main(int argc, char **argv)
     struct pw_properties *props;
     struct spa_source *timer;
     struct timespec grace = { 0 };
-    long latency, seconds;
+    long latency, seconds, ring;
+    bool args = argc == 3 || argc == 4;
     unsigned quantum;
 
-    latency = argc == 3 ? atol(argv[1]) : 0;
-    seconds = argc == 3 ? atol(argv[2]) : 0;
-    if (latency < 300 || latency > 500000 || seconds < 1) {
-        fprintf(stderr, "usage: pw-floor LATENCY_US(300-500000) SECONDS\n");
+    latency = args ? atol(argv[1]) : 0;
+    seconds = args ? atol(argv[2]) : 0;
+    ring = argc == 4 ? atol(argv[3]) : 0;
+    if (latency < 300 || latency > 500000 || seconds < 1 ||
+        (argc == 4 && (ring < 1000 || ring > 500000))) {
+        fprintf(stderr, "usage: pw-floor LATENCY_US(300-500000) SECONDS "
+                "[RING_US(1000-500000)]\n");
         return 2;
     }
+    st.ring_target = ((uint64_t)ring * FLOOR_RATE + 500000) / 1000000;
     /*
      * node.latency is the longest quantum the node will take: the graph
      * runs at the shortest any of its running nodes asks for (within
@@ -233,6 +345,7 @@ int main(int argc, char **argv)
      */
     quantum = ((uint64_t)latency * FLOOR_RATE + 500000) / 1000000;
     st.frames_left = (uint64_t)seconds * FLOOR_RATE;
+    st.produce_left = st.frames_left;
     st.status = 1;
 
     pw_init(&argc, &argv);
@@ -275,6 +388,10 @@ int main(int argc, char **argv)
     pw_loop_update_timer(pw_main_loop_get_loop(st.loop), timer, &grace,
                          NULL, false);
     pw_main_loop_run(st.loop);
+    if (st.producing) {
+        atomic_store(&st.stop, true);
+        pthread_join(st.producer, NULL);
+    }
     pw_stream_destroy(st.stream);
     pw_main_loop_destroy(st.loop);
     pw_deinit();

@@ -126,6 +126,34 @@ def test_latency_in_force_from_the_trace():
     shutil.rmtree(tmp)
 
 
+def test_price_of_low_latency_in_cpu():
+    """The fork's CPU besides its vCPU over stock's, beside a native
+    client's at 5 ms over one at stock's requests, per load; a load
+    missing a partner gets no row."""
+    rb = run_bench_module()
+
+    def run(config, load, play, rest=None):
+        return {"case": {"setting": "main", "load": load,
+                         "config": config},
+                "cpu_play": play, "cpu_play_rest": rest}
+    table = rb.price_table([
+        run("stock-hda", "idle", 0.22, 0.098),
+        run("fork-hda", "idle", 0.25, 0.113),
+        run("native-stock-guest", "idle", 0.02),
+        run("native-5ms-guest", "idle", 0.07),
+        run("fork-hda", "load", 0.25, 0.11),
+        run("stock-hda", "load", 0.2, 0.1),
+        run("native-5ms-guest", "load", 0.06),
+        run("fork-hda", "stalls", 0.25, 0.09),
+        run("stock-hda", "stalls", 0.2, 0.1),
+        run("native-stock-guest", "stalls", 0.02),
+        run("native-5ms-guest", "stalls", 0.06)])
+    rows = table.splitlines()[2:]
+    assert rows == ["| 256/1024 | idle | 1.5 | 5.0 | 0.30 |",
+                    "| 256/1024 | stalls | -1.0 | 4.0 | fork ≤ stock |"], \
+        table
+
+
 def test_native_floor_plays_the_signal_intact():
     rb = run_bench_module()
     rb.build_native()
@@ -143,8 +171,16 @@ def test_native_floor_plays_the_signal_intact():
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     reads = rb.latency.floor_reads(lines)
-    assert [line for line in lines if not line.startswith("PA-FLOOR-T ")] \
-        == ["PA-FLOOR-START", "PA-FLOOR-END underruns=0"], p.stdout
+    assert [line.split()[0] for line in lines
+            if not line.startswith("PA-FLOOR-T ")] \
+        == ["PA-FLOOR-START", "PA-FLOOR-END"], p.stdout
+    assert "PA-FLOOR-END underruns=0" in lines, p.stdout
+    # The fork's requests at 50 ms: 1 ms bites, one below the latency.
+    # PulseAudio grants a prebuf of at most tlength less about a request
+    # (48020 us here).
+    start = dict(kv.split("=") for kv in lines[0].split()[1:])
+    assert (start["tlength"], start["minreq"]) == ("49000", "1000"), lines[0]
+    assert 47000 <= int(start["prebuf"]) <= 49000, lines[0]
     # One every 50 ms or so.
     assert len(reads) >= 10, reads
     sig = rb.analyse_signal(pcm)
@@ -166,15 +202,76 @@ def test_native_floor_plays_the_signal_intact():
     assert sorted(lat)[len(lat) // 2] > 0, lat
 
 
+def test_native_floor_asks_for_stocks_requests():
+    """native-stock-guest's pa-floor: the server grants Debian's 7.2's
+    attributes at its defaults (tlength = out.latency, minreq 3/4 of the
+    10 ms timer, its own prebuf), so that its CPU is a client's at stock's
+    latency."""
+    rb = run_bench_module()
+    rb.build_native()
+    latency, minreq = rb.CONFIGS["native-stock-guest"][2].split()
+    daemon = PulseDaemon(ensure_user(*DESK)).start()
+    try:
+        p = subprocess.run([rb.NATIVE, f"unix:{daemon.socket}", latency,
+                            "1", minreq],
+                           env=dict(os.environ, PULSE_COOKIE=daemon.cookie),
+                           capture_output=True, text=True, timeout=30)
+    finally:
+        daemon.stop()
+    assert p.returncode == 0, p.stderr
+    start = [line for line in p.stdout.splitlines()
+             if line.startswith("PA-FLOOR-START")]
+    got = dict(kv.split("=") for kv in start[0].split()[1:])
+    # Granted in whole frames at 48 kHz: within one frame (21 us).
+    assert abs(int(got["tlength"]) - int(latency)) <= 21, start
+    assert abs(int(got["minreq"]) - int(minreq)) <= 21, start
+    # PulseAudio's default prebuf: tlength less one request.
+    assert abs(int(got["prebuf"]) - int(latency) + int(minreq)) <= 42, start
+
+
 def test_native_floor_rejects_bad_arguments():
     rb = run_bench_module()
     rb.build_native()
     for args in ([], ["unix:/nonexistent", "500", "2"],
-                 ["unix:/nonexistent", "5000", "0"]):
+                 ["unix:/nonexistent", "5000", "0"],
+                 ["unix:/nonexistent", "5000", "2", "500"],
+                 ["unix:/nonexistent", "5000", "2", "6000"]):
         p = subprocess.run([rb.NATIVE] + args, capture_output=True,
                            text=True)
         assert p.returncode == 2, (args, p.returncode)
         assert p.stderr.startswith("usage: pa-floor"), p.stderr
+
+
+def test_native_pw_floor_plays_the_signal_through_its_ring():
+    """pw-floor with a ring (native-pw-ring-*): a thread's 1 ms tick tops
+    the ring up and the graph's cycles take from it; at a comfortable
+    latency every frame reaches the sink once, in order, and no cycle
+    found the ring short."""
+    rb = run_bench_module()
+    rb.build_native(rb.NATIVE_PW)
+    daemon = PulseDaemon(ensure_user(*DESK), flavor="pipewire").start()
+    try:
+        rec = daemon.record()
+        # node.latency 20 ms (1024 frames a cycle), the ring topped up to
+        # 40 ms: what is tested is the tool, not this machine.
+        p = subprocess.run([rb.NATIVE_PW, "20000", "2", "40000"],
+                           env=dict(os.environ, **rb.pw_env(daemon)),
+                           capture_output=True, text=True, timeout=60)
+        pcm = rec.stop()
+    finally:
+        daemon.stop()
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    end = [line for line in lines if line.startswith("PW-FLOOR-END")]
+    assert len(end) == 1 and end[0].endswith(" short=0"), p.stdout
+    assert len(rb.floor_reads(lines, "PW-FLOOR")) >= 10, p.stdout
+    sig = rb.analyse_signal(pcm)
+    assert (sig["gaps"], sig["breaks"]) == (0, 0), sig["where"]
+    # The tail is the recorder's: pw-floor ends once the graph took its
+    # last buffer, and the monitor's recording stops before that has
+    # played (256 frames short here at 20 ms, with or without the ring).
+    offsets, numbers, st = rb.latency.unwrap(pcm, 2 * rb.RATE, 0)
+    assert (st["lost"], st["repeated"], st["head"]) == (0, 0, 0), st
 
 
 def test_pipewire_daemon_gets_what_rtkit_grants():
