@@ -252,7 +252,7 @@ def test_native_pw_floor_plays_the_signal_through_its_ring():
     daemon = PulseDaemon(ensure_user(*DESK), flavor="pipewire").start()
     try:
         rec = daemon.record()
-        # node.latency 20 ms (1024 frames a cycle), the ring topped up to
+        # node.latency 20 ms (the graph at 512 frames), the ring topped up to
         # 40 ms: what is tested is the tool, not this machine.
         p = subprocess.run([rb.NATIVE_PW, "20000", "2", "40000"],
                            env=dict(os.environ, **rb.pw_env(daemon)),
