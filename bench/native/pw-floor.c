@@ -178,7 +178,6 @@ static uint64_t take_from_ring(int16_t *dst, uint64_t frames)
     if (n < frames && st.primed && st.frames_left > n) {
         st.short_cycles++;
         memset(&dst[n * CHANNELS], 0, (frames - n) * STRIDE);
-        return n;
     }
     return n;
 }

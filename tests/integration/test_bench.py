@@ -98,6 +98,25 @@ def test_disturbance_recovery():
     assert (s["sink"]["before"], s["sink"]["peak"]) == (5, 20), s
 
 
+def play_recorded(daemon, cmd, env, timeout):
+    """Run a native floor @cmd against the started @daemon while its sink
+    is recorded; stop the daemon.  Returns the process, the PCM and the
+    recording (its sink timeline)."""
+    try:
+        rec = daemon.record()
+        p = subprocess.run(cmd, env=dict(os.environ, **env),
+                           capture_output=True, text=True, timeout=timeout)
+        pcm = rec.stop()
+    finally:
+        daemon.stop()
+    return p, pcm, rec
+
+
+def granted(start_line):
+    """pa-floor's "PA-FLOOR-START tlength=US prebuf=US minreq=US"."""
+    return dict(kv.split("=") for kv in start_line.split()[1:])
+
+
 def test_latency_in_force_from_the_trace():
     """A disturbed run's latency in force, read from QEMU's pa_latency
     lines (tracetool's log backend with -msg timestamp=on: "PID@SEC.USEC:")
@@ -158,16 +177,12 @@ def test_native_floor_plays_the_signal_intact():
     rb = run_bench_module()
     rb.build_native()
     daemon = PulseDaemon(ensure_user(*DESK)).start()
-    try:
-        rec = daemon.record()
-        # 50 ms: what is tested is the tool, not how tight this machine
-        # can run.
-        p = subprocess.run([rb.NATIVE, f"unix:{daemon.socket}", "50000", "2"],
-                           env=dict(os.environ, PULSE_COOKIE=daemon.cookie),
-                           capture_output=True, text=True, timeout=30)
-        pcm = rec.stop()
-    finally:
-        daemon.stop()
+    # 50 ms: what is tested is the tool, not how tight this machine can
+    # run.
+    p, pcm, rec = play_recorded(daemon, [rb.NATIVE,
+                                         f"unix:{daemon.socket}",
+                                         "50000", "2"],
+                                {"PULSE_COOKIE": daemon.cookie}, 30)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     reads = rb.latency.floor_reads(lines)
@@ -178,7 +193,7 @@ def test_native_floor_plays_the_signal_intact():
     # The fork's requests at 50 ms: 1 ms bites, one below the latency.
     # PulseAudio grants a prebuf of at most tlength less about a request
     # (48020 us here).
-    start = dict(kv.split("=") for kv in lines[0].split()[1:])
+    start = granted(lines[0])
     assert (start["tlength"], start["minreq"]) == ("49000", "1000"), lines[0]
     assert 47000 <= int(start["prebuf"]) <= 49000, lines[0]
     # One every 50 ms or so.
@@ -221,7 +236,7 @@ def test_native_floor_asks_for_stocks_requests():
     assert p.returncode == 0, p.stderr
     start = [line for line in p.stdout.splitlines()
              if line.startswith("PA-FLOOR-START")]
-    got = dict(kv.split("=") for kv in start[0].split()[1:])
+    got = granted(start[0])
     # Granted in whole frames at 48 kHz: within one frame (21 us).
     assert abs(int(got["tlength"]) - int(latency)) <= 21, start
     assert abs(int(got["minreq"]) - int(minreq)) <= 21, start
@@ -250,16 +265,11 @@ def test_native_pw_floor_plays_the_signal_through_its_ring():
     rb = run_bench_module()
     rb.build_native(rb.NATIVE_PW)
     daemon = PulseDaemon(ensure_user(*DESK), flavor="pipewire").start()
-    try:
-        rec = daemon.record()
-        # node.latency 20 ms (the graph at 512 frames), the ring topped up to
-        # 40 ms: what is tested is the tool, not this machine.
-        p = subprocess.run([rb.NATIVE_PW, "20000", "2", "40000"],
-                           env=dict(os.environ, **rb.pw_env(daemon)),
-                           capture_output=True, text=True, timeout=60)
-        pcm = rec.stop()
-    finally:
-        daemon.stop()
+    # node.latency 20 ms (the graph at 512 frames), the ring topped up to
+    # 40 ms: what is tested is the tool, not this machine.
+    p, pcm, _ = play_recorded(daemon,
+                              [rb.NATIVE_PW, "20000", "2", "40000"],
+                              rb.pw_env(daemon), 60)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     end = [line for line in lines if line.startswith("PW-FLOOR-END")]
