@@ -369,6 +369,28 @@ class PulseDaemon:
                       self.pactl("list", "sinks"))
         return int(m.group(1)) if m else None
 
+    def wait_sink_caught_up(self, timeout=5):
+        """Until the null sink renders no further ahead than its streams
+        asked.  Alone, it renders 2 s ahead; a stream that joins lowers
+        the sink's latency, but the sink takes back (rewinds) no more of
+        what it rendered than that new latency, so the stream's first
+        sound waits out the rest of the 2 s (up to 1.8 s, seen here).
+        That is module-null-sink's: an ALSA sink rewinds it all
+        (alsa-sink.c, "Requesting rewind due to latency change").
+        pipewire-pulse reports no such latency."""
+        if self.flavor != "pulseaudio":
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(r"Latency: (\d+) usec, configured (\d+) usec",
+                          self.pactl("list", "sinks"))
+            ahead, configured = int(m.group(1)), int(m.group(2))
+            if ahead <= configured + 1000:
+                return
+            assert time.monotonic() < deadline, \
+                f"the sink stays {ahead} us ahead of {configured} us"
+            time.sleep(0.01)
+
     def record(self):
         """A recorder of the sink, already receiving (the monitor sends
         silence while nothing plays)."""

@@ -53,14 +53,18 @@ def stream(q, direction="playback"):
     return None
 
 
-def wait_connected(q, timeout=5):
-    """The stream is up once the connection line came and QMP agrees."""
+def wait_connected(q, timeout=5, d=None):
+    """The stream is up once the connection line came and QMP agrees;
+    with the daemon @d, also once its sink plays at the stream's latency
+    (the tests that time what the server takes)."""
     assert q.wait_line("PulseAudio server", timeout) is not None, \
         q.stderr()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         s = stream(q)
         if s and s["connected"]:
+            if d:
+                d.wait_sink_caught_up()
             return s
         time.sleep(0.01)
     raise AssertionError(f"stream never connected: {stream(q)}")
@@ -200,7 +204,7 @@ def test_underruns_raise_latency_within_bound():
     and stops at out.max-latency."""
     extra = ",timer-period=20000,out.latency=5000,out.max-latency=11000"
     with daemon() as d, qemu(pa_args(d.socket, extra)) as q:
-        wait_connected(q)
+        wait_connected(q, d=d)
         player = start_playing(q, pattern(RATE * 30))
         assert player.play(10, until=lambda: stream(q)["latency"] >= 11000)
         # Underruns go on at the bound; the latency does not.
@@ -259,7 +263,7 @@ def playing_traced(extra):
     """QEMU with its latency steps traced, playing past prebuffering."""
     with daemon() as d, qemu(pa_args(d.socket, extra) +
                              LatencySteps.TRACE) as q:
-        wait_connected(q)
+        wait_connected(q, d=d)
         steps = LatencySteps(q)
         player = start_playing(q, pattern(RATE * 90))
         assert player.play(5, until=lambda: stream(q)["bytes"] > RATE * FRAME)
@@ -375,7 +379,7 @@ def test_late_backlog_loses_only_its_excess():
     trace = ["-trace", "audio_pacing_late", "-trace", "audio_pacing_overflow",
              "-trace", "audio_pacing_stall"]
     with daemon() as d, qemu(pa_args(d.socket, extra) + trace) as q:
-        wait_connected(q)
+        wait_connected(q, d=d)
         player = start_playing(q, pattern(RATE * 90))
         assert player.play(5, until=lambda: stream(q)["bytes"] > RATE * FRAME)
         stalls = ServerStalls(d)
@@ -398,6 +402,10 @@ def test_late_backlog_loses_only_its_excess():
             (over, stalled, stalls.longest)
         drops = [m for m in map(LATE_LINE.search, q.lines) if m]
         late = [int(m.group(1)) for m in drops if m.group(2) == "0"]
+        # Nor is anything cut as from a server that took nothing for
+        # 100 ms (all but a tick), but after a stop that long.
+        assert len(late) == len(drops) or stalls.longest > 0.1 or \
+            stalled, ([m.group(0) for m in drops], stalls.longest)
         assert len(drops) == s["drops"], (len(drops), s)
         assert sum(int(m.group(1)) for m in drops) == s["lost"], s
         # 10 ms, and the room the server had at the tick before (up to
@@ -437,7 +445,7 @@ def test_long_backlog_drains_faster():
     extra = ",out.latency=20000,out.max-latency=20000"
     trace = ["-trace", "audio_pacing_tick"]
     with daemon() as d, qemu(pa_args(d.socket, extra) + trace) as q:
-        wait_connected(q)
+        wait_connected(q, d=d)
         player = start_playing(q, pattern(RATE * 90))
         assert player.play(5, until=lambda: stream(q)["bytes"] > RATE * FRAME)
         stalls = ServerStalls(d)
@@ -475,7 +483,7 @@ def test_stream_stays_full_against_a_fast_sink():
     latency = 20000
     extra = f",out.latency={latency},out.max-latency={latency}"
     with daemon() as d, qemu(pa_args(d.socket, extra)) as q:
-        wait_connected(q)
+        wait_connected(q, d=d)
         player = start_playing(q, pattern(RATE * 40))
         start = time.monotonic()
         seen = []
@@ -496,9 +504,11 @@ def test_stream_stays_full_against_a_fast_sink():
         # below it.  Kept full, it stays within a few requests of it,
         # but for a stall of this host's now and then (seen in CI: one
         # dip to 7 ms, steered back up within 5 s).
-        seen.sort()
-        median = seen[len(seen) // 2]
-        assert len(seen) > 100 and median >= latency - 3000, (median, seen)
+        # In time order, with the stream's counters, for the next failure
+        # (one in CI, spread evenly over 11.6-18.9 ms, cause not found).
+        median = sorted(seen)[len(seen) // 2]
+        assert len(seen) > 100 and median >= latency - 3000, \
+            (median, stream(q), seen)
         assert q.alive()
 
 
