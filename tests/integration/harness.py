@@ -363,11 +363,17 @@ class PulseDaemon:
                               cwd="/", capture_output=True, text=True,
                               check=True).stdout
 
+    def sink_latency_us(self):
+        """The null sink's latency now and the one PulseAudio configured
+        it for, or None."""
+        m = re.search(r"Latency: (\d+) usec, configured (\d+) usec",
+                      self.pactl("list", "sinks"))
+        return (int(m.group(1)), int(m.group(2))) if m else None
+
     def sink_configured_latency_us(self):
         """The latency PulseAudio configured the null sink for."""
-        m = re.search(r"Latency: \d+ usec, configured (\d+) usec",
-                      self.pactl("list", "sinks"))
-        return int(m.group(1)) if m else None
+        got = self.sink_latency_us()
+        return got[1] if got else None
 
     def wait_sink_caught_up(self, timeout=5):
         """Until the null sink renders no further ahead than its streams
@@ -382,13 +388,11 @@ class PulseDaemon:
             return
         deadline = time.monotonic() + timeout
         while True:
-            m = re.search(r"Latency: (\d+) usec, configured (\d+) usec",
-                          self.pactl("list", "sinks"))
-            ahead, configured = int(m.group(1)), int(m.group(2))
-            if ahead <= configured + 1000:
+            got = self.sink_latency_us()
+            if got and got[0] <= got[1] + 1000:
                 return
             assert time.monotonic() < deadline, \
-                f"the sink stays {ahead} us ahead of {configured} us"
+                f"the sink stays ahead of its latency: {got}"
             time.sleep(0.01)
 
     def record(self):
