@@ -45,6 +45,8 @@ struct PAConn {
 
     bool ready;
     bool ever_ready;
+    bool info_asked;
+    char *server_name;      /* the server's own, once it answered */
     char *last_failure;     /* said already, until the next success */
     unsigned reconnects;
     unsigned attempts;
@@ -101,6 +103,26 @@ bool pa_conn_is_ready(PAConn *c)
     return c->ready;
 }
 
+char *pa_conn_pipewire_socket(PAConn *c)
+{
+    if (!c->ready || !strstr(c->server_name, "on PipeWire")) {
+        return NULL;
+    }
+    return pa_pipewire_socket(&c->choice);
+}
+
+/* A libpulse callback; "PulseAudio (on PipeWire 0.3.65)" for pipewire-pulse. */
+static void server_info_cb(pa_context *ctx, const pa_server_info *i,
+                           void *opaque)
+{
+    PAConn *c = opaque;
+
+    if (ctx == c->ctx && !c->server_name) {
+        c->server_name = g_strdup(i && i->server_name ? i->server_name : "");
+        qemu_bh_schedule(c->state_bh);
+    }
+}
+
 /* In a libpulse callback: the news waits for a bottom half. */
 static void context_state_cb(pa_context *ctx, void *opaque)
 {
@@ -117,6 +139,8 @@ static void drop_context(PAConn *c)
         pa_context_unref(c->ctx);
         c->ctx = NULL;
     }
+    c->info_asked = false;
+    g_clear_pointer(&c->server_name, g_free);
     if (c->cookie_fd >= 0) {
         close(c->cookie_fd);
         c->cookie_fd = -1;
@@ -198,8 +222,20 @@ static void state_bh(void *opaque)
     if (c->ctx) {
         state = pa_context_get_state(c->ctx);
         trace_pa_conn_state(c->id, state);
-        if (state == PA_CONTEXT_READY && !c->ready) {
+        if (state == PA_CONTEXT_READY && !c->ready && c->server_name) {
             on_ready(c);
+        } else if (state == PA_CONTEXT_READY && !c->info_asked) {
+            /* Its clients choose their path by the server's name. */
+            pa_operation *op = pa_context_get_server_info(c->ctx,
+                                                          server_info_cb, c);
+
+            c->info_asked = true;
+            if (op) {
+                pa_operation_unref(op);
+            } else {
+                c->server_name = g_strdup("");
+                qemu_bh_schedule(c->state_bh);
+            }
         } else if (!PA_CONTEXT_IS_GOOD(state)) {
             on_failure(c, pa_context_errno(c->ctx));
         }

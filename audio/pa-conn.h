@@ -63,4 +63,10 @@ const char *pa_conn_server(PAConn *conn);
 unsigned pa_conn_reconnects(PAConn *conn);
 bool pa_conn_is_ready(PAConn *conn);
 
+/*
+ * While the server is pipewire-pulse: the PipeWire daemon's own socket
+ * beside it (pa_pipewire_socket), else NULL.  Free it with g_free.
+ */
+char *pa_conn_pipewire_socket(PAConn *conn);
+
 #endif

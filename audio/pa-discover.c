@@ -81,6 +81,29 @@ static int socket_owner(const char *path, uid_t *owner)
     return 0;
 }
 
+char *pa_pipewire_socket(const PaServerChoice *choice)
+{
+    const char *path = choice->server ? server_socket_path(choice->server)
+                                      : NULL;
+    g_autofree char *pulse_dir = NULL;
+    g_autofree char *runtime = NULL;
+    char *pw;
+    struct stat st;
+    uid_t owner;
+
+    if (!path || socket_owner(path, &owner) < 0) {
+        return NULL;
+    }
+    pulse_dir = g_path_get_dirname(path);
+    runtime = g_path_get_dirname(pulse_dir);
+    pw = g_build_filename(runtime, "pipewire-0", NULL);
+    if (lstat(pw, &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_uid != owner) {
+        g_free(pw);
+        return NULL;
+    }
+    return pw;
+}
+
 /*
  * Whether a server listens at @path: a crashed server leaves its socket
  * behind, and libpulse too moves on from a refused connection.

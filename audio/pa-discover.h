@@ -43,6 +43,13 @@ bool pa_discover(const char *explicit_server, const PaDiscoverPaths *paths,
 /* The one line that says what was chosen and why. */
 char *pa_server_choice_describe(const PaServerChoice *choice);
 
+/*
+ * The PipeWire daemon's socket beside @choice's pulse socket
+ * (RUNTIME/pipewire-0 for RUNTIME/pulse/native), owned by the same user;
+ * NULL if there is none.  Free it with g_free.
+ */
+char *pa_pipewire_socket(const PaServerChoice *choice);
+
 void pa_server_choice_clear(PaServerChoice *choice);
 
 /*

@@ -19,7 +19,11 @@
  *    so the guest never stalls, and the streams come back with the server;
  *  - libpulse runs in QEMU's main loop, not in a thread of its own, and
  *    while a stream plays the audio timer's tick takes in the server's
- *    requests (pa-loop.c): QEMU wakes once per tick, not three times.
+ *    requests (pa-loop.c): QEMU wakes once per tick, not three times;
+ *  - when the server is pipewire-pulse, playback goes straight to the
+ *    PipeWire daemon behind it (pw-link.c, pw-out.c), with the same
+ *    latency control, stats and reconnect (pipewire=off keeps it on
+ *    pipewire-pulse).
  *
  * Copyright (c) 2026 qemu-vfio-audio developers
  *
@@ -37,6 +41,9 @@
 #include "audio_int.h"
 #include "pa-conn.h"
 #include "pa-voice.h"
+#ifdef FORK_PA_PIPEWIRE
+#include "pw-out.h"
+#endif
 #include "trace.h"
 #include "qemu-vfio-audio/compat.h"
 
@@ -93,6 +100,9 @@
 typedef struct PAAudio {
     Audiodev *dev;
     PAConn *conn;
+#ifdef FORK_PA_PIPEWIRE
+    PWLink *pw;                 /* pipewire-pulse's daemon, straight */
+#endif
     QLIST_HEAD(, PAStream) streams;
     QTAILQ_ENTRY(PAAudio) next;
 } PAAudio;
@@ -108,6 +118,12 @@ struct PAStream {
     pa_channel_map map;
 
     pa_stream *stream;          /* NULL while there is no server */
+#ifdef FORK_PA_PIPEWIRE
+    PWOut *native;              /* playback straight to PipeWire */
+    uint64_t short_seen;
+    uint8_t *scratch;           /* the audio layer's buffer for it */
+    size_t scratch_len;
+#endif
     QEMUTimer *link_timer;      /* the server has not answered it yet */
     int64_t link_wait_ms;
     bool enabled;
@@ -193,6 +209,17 @@ static void dip_reset(PAStream *ps)
 static bool stream_ready(PAStream *ps)
 {
     return ps->stream && pa_stream_get_state(ps->stream) == PA_STREAM_READY;
+}
+
+/* Playback takes what is written: through the pulse stream or our own. */
+static bool out_ready(PAStream *ps)
+{
+#ifdef FORK_PA_PIPEWIRE
+    if (ps->native) {
+        return pw_out_ready(ps->native);
+    }
+#endif
+    return stream_ready(ps);
 }
 
 static bool stream_pending(PAStream *ps)
@@ -308,13 +335,87 @@ static void stream_drop(PAStream *ps)
     ps->stream = NULL;
 }
 
+#ifdef FORK_PA_PIPEWIRE
+static uint32_t spa_format(pa_sample_format_t f)
+{
+    switch (f) {
+    case PA_SAMPLE_U8:
+        return SPA_AUDIO_FORMAT_U8;
+    case PA_SAMPLE_S16BE:
+        return SPA_AUDIO_FORMAT_S16_BE;
+    case PA_SAMPLE_S32LE:
+        return SPA_AUDIO_FORMAT_S32_LE;
+    case PA_SAMPLE_S32BE:
+        return SPA_AUDIO_FORMAT_S32_BE;
+    case PA_SAMPLE_FLOAT32LE:
+        return SPA_AUDIO_FORMAT_F32_LE;
+    case PA_SAMPLE_FLOAT32BE:
+        return SPA_AUDIO_FORMAT_F32_BE;
+    default:
+        return SPA_AUDIO_FORMAT_S16_LE;
+    }
+}
+
+/*
+ * Playback, while the server is pipewire-pulse, goes to the PipeWire
+ * daemon behind it (pw-out.c): pipewire-pulse makes any 5 ms pulse client
+ * some 21 ms.  Once chosen it stays: its connection comes back by itself,
+ * and pipewire-pulse restarts with the daemon.  Capture stays on the pulse
+ * stream.
+ */
+static bool go_native(PAStream *ps)
+{
+    PAAudio *pa = ps->pa;
+    g_autofree char *socket = NULL;
+    PWOutSpec spec = {
+        .name = ps->name,
+        .target = ps->device,
+        .format = spa_format(ps->spec.format),
+        .rate = ps->spec.rate,
+        .channels = ps->spec.channels,
+        .frame = pa_frame_size(&ps->spec),
+        .max_us = ps->max_latency_us,
+    };
+
+    if (ps->native) {
+        return true;
+    }
+    if (!ps->playback ||
+        (pa->dev->u.pa.has_pipewire && !pa->dev->u.pa.pipewire)) {
+        return false;
+    }
+    socket = pa_conn_pipewire_socket(pa->conn);
+    if (!socket) {
+        return false;
+    }
+    if (!pa->pw) {
+        info_report("audiodev %s: the server is pipewire-pulse; playback "
+                    "goes to its PipeWire daemon directly (%s)",
+                    pa->dev->id, socket);
+        pa->pw = pw_link_new(socket, pa->dev->id);
+    }
+    ps->scratch = g_malloc(ps->scratch_len);
+    ps->native = pw_out_new(pa->pw, &spec);
+    pw_out_set_latency(ps->native, ps->target_us);
+    pw_out_set_active(ps->native, ps->enabled);
+    return true;
+}
+#else
+static bool go_native(PAStream *ps)
+{
+    return false;
+}
+#endif
+
 static void client_ready(PAConnClient *client, pa_context *ctx)
 {
     PAStream *ps = container_of(client, PAStream, client);
 
     stream_drop(ps);
     ps->link_wait_ms = PA_LINK_WAIT_MS;
-    stream_create(ps, ctx);
+    if (!go_native(ps)) {
+        stream_create(ps, ctx);
+    }
 }
 
 /*
@@ -356,6 +457,12 @@ static void set_target(PAStream *ps, uint32_t us)
     ps->target_us = us;
     dip_reset(ps);
     ps->stats.adjustments++;
+#ifdef FORK_PA_PIPEWIRE
+    if (ps->native) {
+        pw_out_set_latency(ps->native, us);
+        return;
+    }
+#endif
     stream_attr(ps, &ba);
     op = pa_stream_set_buffer_attr(ps->stream, &ba, NULL, NULL);
     if (op) {
@@ -369,7 +476,7 @@ static void maybe_shrink(PAStream *ps)
     int64_t now = g_get_monotonic_time();
     uint32_t to = ps->latency_us;
 
-    if (ps->target_us <= ps->latency_us || !stream_ready(ps) ||
+    if (ps->target_us <= ps->latency_us || !out_ready(ps) ||
         !ps->enabled || now - ps->last_underrun_us < PA_SHRINK_AFTER_US ||
         now - ps->last_raise_us < PA_SHRINK_AFTER_US ||
         now - ps->last_shrink_us < PA_SHRINK_AFTER_US ||
@@ -405,13 +512,11 @@ static void note_dip(PAStream *ps, size_t room)
 }
 
 /*
- * A libpulse callback.  An underrun means the
- * main loop could not keep the buffer filled at this latency; raise it
- * once per burst, and say so the first time.
+ * An underrun means the main loop could not keep the buffer filled at
+ * this latency; raise it once per burst, and say so the first time.
  */
-static void underflow_cb(pa_stream *s, void *opaque)
+static void stream_underrun(PAStream *ps)
 {
-    PAStream *ps = opaque;
     int64_t now = g_get_monotonic_time();
     uint32_t old;
 
@@ -450,6 +555,12 @@ static void underflow_cb(pa_stream *s, void *opaque)
     }
 }
 
+/* A libpulse callback. */
+static void underflow_cb(pa_stream *s, void *opaque)
+{
+    stream_underrun(opaque);
+}
+
 static void overflow_cb(pa_stream *s, void *opaque)
 {
     PAStream *ps = opaque;
@@ -476,6 +587,15 @@ static size_t frames_only(PAStream *ps, size_t bytes)
 /* Bytes playback may write now; 0 while the stream is being set up. */
 static size_t out_room(PAStream *ps)
 {
+#ifdef FORK_PA_PIPEWIRE
+    if (ps->native && pw_out_ready(ps->native)) {
+        ps->serverless = false;
+        return frames_only(ps, pw_out_room(ps->native));
+    }
+    if (ps->native) {
+        return pw_out_connecting(ps->native) ? 0 : serverless_bytes(ps);
+    }
+#endif
     if (stream_ready(ps)) {
         size_t n = pa_stream_writable_size(ps->stream);
 
@@ -492,12 +612,34 @@ static size_t out_room(PAStream *ps)
 
 static void stream_write(PAStream *ps, const void *buf, size_t size)
 {
+#ifdef FORK_PA_PIPEWIRE
+    if (ps->native) {
+        if (trace_event_get_state_backends(TRACE_PA_WRITE)) {
+            trace_pa_write(ps->name, size, pw_out_room(ps->native));
+        }
+        ps->stats.bytes += pw_out_write(ps->native, buf, size);
+        return;
+    }
+#endif
     if (trace_event_get_state_backends(TRACE_PA_WRITE)) {
         trace_pa_write(ps->name, size, pa_stream_writable_size(ps->stream));
     }
     pa_stream_write(ps->stream, buf, size, NULL, 0, PA_SEEK_RELATIVE);
     ps->stats.bytes += size;
 }
+
+#ifdef FORK_PA_PIPEWIRE
+/* The cycles that found the ring short are this tick's underruns. */
+static void native_tick(PAStream *ps)
+{
+    uint64_t n = pw_out_short_cycles(ps->native);
+
+    if (n > ps->short_seen) {
+        ps->short_seen = n;
+        stream_underrun(ps);
+    }
+}
+#endif
 
 #define PA_OUT(hw) (&container_of(hw, PAVoiceOut, hw)->s)
 #define PA_IN(hw) (&container_of(hw, PAVoiceIn, hw)->s)
@@ -510,9 +652,14 @@ static size_t pa_buffer_get_free(HWVoiceOut *hw)
     pa_conn_enter(ps->pa->conn);
     /* Every tick: the server's requests since the last one. */
     pa_conn_pump(ps->pa->conn);
+#ifdef FORK_PA_PIPEWIRE
+    if (ps->native) {
+        native_tick(ps);
+    }
+#endif
     maybe_shrink(ps);
     n = out_room(ps);
-    if (stream_ready(ps) && ps->enabled) {
+    if (out_ready(ps) && ps->enabled) {
         note_dip(ps, n);
     }
     pa_conn_leave(ps->pa->conn);
@@ -534,6 +681,10 @@ static bool pa_wants_full_out(HWVoiceOut *hw)
     pa_conn_enter(ps->pa->conn);
     ba = stream_ready(ps) ? pa_stream_get_buffer_attr(ps->stream) : NULL;
     full = ba && ba->minreq <= pa_usec_to_bytes(PA_MINREQ_MAX_US, &ps->spec);
+#ifdef FORK_PA_PIPEWIRE
+    /* Our ring's level is its latency, as a pulse stream's is. */
+    full |= ps->native && pw_out_ready(ps->native);
+#endif
     pa_conn_leave(ps->pa->conn);
     return full;
 }
@@ -556,6 +707,13 @@ static void *pa_get_buffer_out(HWVoiceOut *hw, size_t *size)
 
     pa_conn_enter(ps->pa->conn);
     *size = MIN(*size, out_room(ps));
+#ifdef FORK_PA_PIPEWIRE
+    if (ps->native && pw_out_ready(ps->native)) {
+        *size = MIN(*size, ps->scratch_len);
+        pa_conn_leave(ps->pa->conn);
+        return ps->scratch;
+    }
+#endif
     if (*size && stream_ready(ps)) {
         size_t len = *size;
 
@@ -574,7 +732,7 @@ static size_t pa_put_buffer_out(HWVoiceOut *hw, void *buf, size_t size)
     PAStream *ps = PA_OUT(hw);
 
     pa_conn_enter(ps->pa->conn);
-    if (buf && stream_ready(ps)) {
+    if (buf && out_ready(ps)) {
         stream_write(ps, buf, size);
     } else if (buf && ps->stream) {
         pa_stream_cancel_write(ps->stream);
@@ -591,7 +749,7 @@ static size_t pa_write(HWVoiceOut *hw, void *buf, size_t size)
 
     pa_conn_enter(ps->pa->conn);
     size = MIN(size, out_room(ps));
-    if (stream_ready(ps)) {
+    if (out_ready(ps)) {
         stream_write(ps, buf, size);
     } else {
         audio_rate_add_bytes(&ps->rate, size);
@@ -740,6 +898,12 @@ static void stream_enable(PAStream *ps, bool enable)
         pa_conn_pace(ps->pa->conn, enable);
     }
     ps->serverless = false;
+#ifdef FORK_PA_PIPEWIRE
+    if (ps->native) {
+        /* Off: what the ring holds plays out first, as a drain would. */
+        pw_out_set_active(ps->native, enable);
+    }
+#endif
     if (stream_ready(ps)) {
         if (enable) {
             op = pa_stream_cork(ps->stream, 0, NULL, NULL);
@@ -874,6 +1038,13 @@ static void stream_fini(PAStream *ps)
         pa_conn_pace(ps->pa->conn, false);
     }
     stream_drop(ps);
+#ifdef FORK_PA_PIPEWIRE
+    if (ps->native) {
+        pw_out_free(ps->native);
+        ps->native = NULL;
+    }
+    g_free(ps->scratch);
+#endif
     pa_conn_leave(ps->pa->conn);
     timer_free(ps->link_timer);
     g_free(ps->name);
@@ -890,6 +1061,9 @@ static int pa_init_out(HWVoiceOut *hw, struct audsettings *as, void *opaque)
         return -1;
     }
     hw->samples = frames;
+#ifdef FORK_PA_PIPEWIRE
+    ps->scratch_len = (size_t)frames * hw->info.bytes_per_frame;
+#endif
     stream_start(ps);
     return 0;
 }
@@ -1008,6 +1182,11 @@ static void pa_audio_fini(void *opaque)
     PAAudio *pa = opaque;
 
     QTAILQ_REMOVE(&pa_audios, pa, next);
+#ifdef FORK_PA_PIPEWIRE
+    if (pa->pw) {
+        pw_link_free(pa->pw);
+    }
+#endif
     pa_conn_free(pa->conn);
     g_free(pa);
 }
@@ -1087,7 +1266,7 @@ void pa_stream_stats_foreach(PAStreamStatsFn fn, void *opaque)
                 .stream = ps->name,
                 .playback = ps->playback,
                 .server = pa_conn_server(pa->conn),
-                .connected = stream_ready(ps),
+                .connected = out_ready(ps),
                 .latency_us = ps->latency_us,
                 .target_us = ps->target_us,
                 .max_latency_us = ps->max_latency_us,
@@ -1096,6 +1275,16 @@ void pa_stream_stats_foreach(PAStreamStatsFn fn, void *opaque)
             };
             const pa_buffer_attr *ba;
 
+#ifdef FORK_PA_PIPEWIRE
+            if (ps->native) {
+                info.server = pw_link_socket(pa->pw);
+                info.reconnects = pw_link_reconnects(pa->pw);
+                info.has_measured = pw_out_measured_us(ps->native,
+                                                       &info.measured_us);
+                fn(&info, opaque);
+                continue;
+            }
+#endif
             info.has_measured = info.connected &&
                                 stream_measured_us(ps, &info.measured_us);
             ba = info.connected ? pa_stream_get_buffer_attr(ps->stream)

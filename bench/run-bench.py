@@ -165,6 +165,10 @@ CONFIGS = {
     # only.
     "stock10-pw-hda": (STOCK10, "pipewire", "", "hda"),
     "fork-pw-hda": (FORK, "pipewire", "", "hda"),
+    # Since the native path (audio/pw-*.c), fork-hda plays straight to a
+    # PipeWire daemon; this is the fork's pulse stream through
+    # pipewire-pulse, as before it.
+    "fork-hda-pwpulse": (FORK, "pa", ",pipewire=off", "hda"),
 }
 # What runs without --configs: the original set, so that a plain run
 # takes as long as it always did and needs neither the 10.0 download nor
@@ -177,8 +181,8 @@ RATIO_PAIRS = {
     "fork-default": ("stock-default", "stock-tuned", "native-5ms",
                      "native-5ms-guest"),
     "fork-hda": ("stock-hda", "stock10-hda", "stock10-pw-hda",
-                 "fork-pw-hda", "fork-default", "native-5ms",
-                 "native-5ms-guest"),
+                 "fork-pw-hda", "fork-hda-pwpulse", "fork-default",
+                 "native-5ms", "native-pw-10ms", "native-5ms-guest"),
     # Upstream's backend in the fork against the same in Debian's 10.0:
     # what the fork's HDA changes do without our pa backend.
     "fork-pw-hda": ("stock10-pw-hda", "native-5ms", "native-pw-5ms"),
@@ -841,7 +845,7 @@ def pw_summary(objects, profile):
              if o.get("type") == "PipeWire:Interface:Node"}
     streams = [o for o in nodes.values()
                if props(o).get("media.class") == "Stream/Output/Audio" and
-               any("qemu" in str(v) or NATIVE_CLIENT in str(v)
+               any("qemu" in str(v).lower() or NATIVE_CLIENT in str(v)
                    for v in props(o).values())]
     # A running one first: the paplay that proved the daemon ready may
     # linger, QEMU's are its only playback.

@@ -65,16 +65,12 @@ static void fixture_teardown(Fixture *f, gconstpointer data)
     g_free(f->dir);
 }
 
-/* A socket listening at RUN/UID/pulse/native, owned by @uid. */
-static char *make_server(Fixture *f, uid_t uid)
+/* A socket listening at @path, owned by @uid. */
+static void make_socket(Fixture *f, const char *path, uid_t uid)
 {
-    g_autofree char *pulse = g_strdup_printf("%s/%u/pulse", f->run_user,
-                                             (unsigned)uid);
-    char *path = g_strdup_printf("%s/native", pulse);
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     int fd;
 
-    g_assert_cmpint(g_mkdir_with_parents(pulse, 0700), ==, 0);
     fd = socket(AF_UNIX, SOCK_STREAM, 0);
     g_assert_cmpint(fd, >=, 0);
     g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
@@ -82,6 +78,17 @@ static char *make_server(Fixture *f, uid_t uid)
     g_assert_cmpint(listen(fd, 4), ==, 0);
     g_array_append_val(f->listeners, fd);
     g_assert_cmpint(chown(path, uid, uid), ==, 0);
+}
+
+/* A socket listening at RUN/UID/pulse/native, owned by @uid. */
+static char *make_server(Fixture *f, uid_t uid)
+{
+    g_autofree char *pulse = g_strdup_printf("%s/%u/pulse", f->run_user,
+                                             (unsigned)uid);
+    char *path = g_strdup_printf("%s/native", pulse);
+
+    g_assert_cmpint(g_mkdir_with_parents(pulse, 0700), ==, 0);
+    make_socket(f, path, uid);
     return path;
 }
 
@@ -276,6 +283,41 @@ static void test_cookie_checks(Fixture *f, gconstpointer data)
     g_clear_pointer(&err, error_free);
 }
 
+/*
+ * pipewire-pulse's daemon is found beside its socket, and only as a
+ * socket of the same user's.
+ */
+static void test_pipewire_beside(Fixture *f, gconstpointer data)
+{
+    g_autofree char *sock = NULL;
+    g_autofree char *pw = NULL;
+    g_autofree char *found = NULL;
+    PaServerChoice c = { .owner_uid = (uid_t)-1 };
+
+    if (!need_root()) {
+        return;
+    }
+    sock = make_server(f, 1801);
+    pw = g_strdup_printf("%s/1801/pipewire-0", f->run_user);
+    c.server = g_strdup_printf("unix:%s", sock);
+    g_assert_null(pa_pipewire_socket(&c));
+
+    write_file(pw, "");
+    g_assert_null(pa_pipewire_socket(&c));
+    g_assert_cmpint(unlink(pw), ==, 0);
+
+    make_socket(f, pw, 1802);
+    g_assert_null(pa_pipewire_socket(&c));
+    g_assert_cmpint(chown(pw, 1801, 1801), ==, 0);
+    found = pa_pipewire_socket(&c);
+    g_assert_cmpstr(found, ==, pw);
+
+    g_free(c.server);
+    c.server = g_strdup("tcp:localhost:4713");
+    g_assert_null(pa_pipewire_socket(&c));
+    pa_server_choice_clear(&c);
+}
+
 #define ADD(path, fn) \
     g_test_add(path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
 
@@ -291,5 +333,6 @@ int main(int argc, char **argv)
     ADD("/pa-discover/order/env-and-client-conf", test_env_and_conf_first);
     ADD("/pa-discover/client-conf", test_client_conf_parsing);
     ADD("/pa-discover/cookie", test_cookie_checks);
+    ADD("/pa-discover/pipewire-beside", test_pipewire_beside);
     return g_test_run();
 }

@@ -1,0 +1,250 @@
+/*
+ * A PipeWire connection that survives its daemon, run by QEMU's main loop
+ *
+ * pipewire-pulse adds a quantum and its own tlength rules to every pulse
+ * stream (21 ms for any 5 ms client here); a stream of our own on the
+ * daemon's socket plays one quantum and our ring (README-fork, "The native
+ * path").  This is the connection those streams live on.
+ *
+ * libpipewire's main loop runs in QEMU's: its fd is a handler of ours, and
+ * QEMU's main thread enters the loop once, before the context exists, so
+ * that what libpipewire invokes "on the main loop" runs there and not in
+ * its real-time data thread.  The streams' process callbacks still run in
+ * that data thread (pw-out.c).  As pa-conn.c does for PulseAudio, the
+ * core's callbacks only schedule a bottom half; the daemon going away
+ * tells the clients, and a retry timer with backoff connects again.
+ *
+ * Copyright (c) 2026 qemu-vfio-audio developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/error-report.h"
+#include "qemu/main-loop.h"
+#include "qemu/timer.h"
+#include "pw-link.h"
+#include "trace.h"
+#include "qemu-vfio-audio/compat.h"
+
+/* As pa-conn.c: fast after a restart, then twice a second. */
+#define RETRY_FIRST_MS  50
+#define RETRY_MAX_MS    500
+
+struct PWLink {
+    char *id;
+    char *socket;
+    struct pw_loop *loop;
+    struct pw_context *context;
+    struct pw_core *core;
+    struct spa_hook core_listener;
+    int sync_seq;
+    bool answered;      /* the core's sync came back */
+    bool failed;        /* the core reported the daemon gone */
+
+    bool ready;
+    bool ever_ready;
+    bool said_failure;
+    unsigned reconnects;
+    unsigned attempts;
+    int64_t retry_ms;
+
+    QEMUTimer *retry_timer;
+    QEMUBH *state_bh;
+    QLIST_HEAD(, PWLinkClient) clients;
+};
+
+const char *pw_link_socket(PWLink *l)
+{
+    return l->socket;
+}
+
+unsigned pw_link_reconnects(PWLink *l)
+{
+    return l->reconnects;
+}
+
+static void loop_ready(void *opaque)
+{
+    PWLink *l = opaque;
+
+    pw_loop_iterate(l->loop, 0);
+}
+
+/* PipeWire callbacks, in its main loop (ours): the news waits for a BH. */
+static void core_done(void *opaque, uint32_t id, int seq)
+{
+    PWLink *l = opaque;
+
+    if (id == PW_ID_CORE && seq == l->sync_seq) {
+        l->answered = true;
+        qemu_bh_schedule(l->state_bh);
+    }
+}
+
+static void core_error(void *opaque, uint32_t id, int seq, int res,
+                       const char *message)
+{
+    PWLink *l = opaque;
+
+    trace_pw_link_error(l->id, id, res, message ? message : "");
+    if (id == PW_ID_CORE && res == -EPIPE) {
+        l->failed = true;
+        qemu_bh_schedule(l->state_bh);
+    }
+}
+
+static const struct pw_core_events core_events = {
+    PW_VERSION_CORE_EVENTS,
+    .done = core_done,
+    .error = core_error,
+};
+
+static void drop_core(PWLink *l)
+{
+    if (l->core) {
+        spa_hook_remove(&l->core_listener);
+        pw_core_disconnect(l->core);
+        l->core = NULL;
+    }
+    l->answered = false;
+    l->failed = false;
+}
+
+static void schedule_retry(PWLink *l)
+{
+    l->retry_ms = l->retry_ms ? MIN(l->retry_ms * 2, RETRY_MAX_MS)
+                              : RETRY_FIRST_MS;
+    timer_mod(l->retry_timer,
+              qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + l->retry_ms);
+}
+
+static void report_failure(PWLink *l, const char *why)
+{
+    trace_pw_link_failed(l->id, why, l->attempts);
+    if (!l->said_failure) {
+        l->said_failure = true;
+        warn_report("audiodev %s: PipeWire %s: %s; playback goes on "
+                    "without sound from it and connects when it answers",
+                    l->id, l->socket, why);
+    }
+}
+
+static void state_bh(void *opaque)
+{
+    PWLink *l = opaque;
+    PWLinkClient *client;
+
+    if (l->failed) {
+        if (l->ready) {
+            l->ready = false;
+            l->reconnects++;
+            QLIST_FOREACH(client, &l->clients, next) {
+                client->lost(client);
+            }
+            l->said_failure = false;
+        }
+        report_failure(l, "the daemon went away");
+        drop_core(l);
+        schedule_retry(l);
+    } else if (l->answered && !l->ready) {
+        l->ready = true;
+        l->retry_ms = 0;
+        l->attempts = 0;
+        if (l->ever_ready || l->said_failure) {
+            info_report("audiodev %s: playing through PipeWire %s again",
+                        l->id, l->socket);
+        }
+        l->ever_ready = true;
+        l->said_failure = false;
+        QLIST_FOREACH(client, &l->clients, next) {
+            client->ready(client, l->core);
+        }
+    }
+}
+
+/* Main loop: one attempt. */
+static void pw_link_try(void *opaque)
+{
+    PWLink *l = opaque;
+    struct pw_properties *props;
+
+    drop_core(l);
+    if (!l->context) {
+        return;
+    }
+    l->attempts++;
+    trace_pw_link_try(l->id, l->socket, l->attempts);
+    /* An inherited PIPEWIRE_REMOTE would win over remote.name. */
+    props = pw_properties_new(PW_KEY_REMOTE_NAME, l->socket, NULL);
+    l->core = pw_context_connect(l->context, props, 0);
+    if (!l->core) {
+        report_failure(l, g_strerror(errno));
+        schedule_retry(l);
+        return;
+    }
+    pw_core_add_listener(l->core, &l->core_listener, &core_events, l);
+    l->sync_seq = pw_core_sync(l->core, PW_ID_CORE, 0);
+}
+
+PWLink *pw_link_new(const char *socket, const char *id)
+{
+    static bool initialized;
+    PWLink *l = g_new0(PWLink, 1);
+    struct pw_properties *props;
+
+    if (!initialized) {
+        pw_init(NULL, NULL);
+        initialized = true;
+    }
+    l->id = g_strdup(id);
+    l->socket = g_strdup(socket);
+    QLIST_INIT(&l->clients);
+    l->state_bh = qemu_bh_new(state_bh, l);
+    l->retry_timer = timer_new_ms(QEMU_CLOCK_REALTIME, pw_link_try, l);
+    l->loop = pw_loop_new(NULL);
+    /* For good, and before the context: see the top of this file. */
+    pw_loop_enter(l->loop);
+    qemu_set_fd_handler(pw_loop_get_fd(l->loop), loop_ready, NULL, l);
+    props = pw_properties_new(NULL, NULL);
+#if !PW_CHECK_VERSION(1, 3, 81)
+    /* Its data thread real-time, as client.conf has it since 1.3.81. */
+    pw_properties_set(props, PW_KEY_CONFIG_NAME, "client-rt.conf");
+#endif
+    l->context = pw_context_new(l->loop, props, 0);
+    if (!l->context) {
+        report_failure(l, g_strerror(errno));
+        return l;
+    }
+    pw_link_try(l);
+    return l;
+}
+
+void pw_link_add_client(PWLink *l, PWLinkClient *client)
+{
+    QLIST_INSERT_HEAD(&l->clients, client, next);
+    if (l->ready) {
+        client->ready(client, l->core);
+    }
+}
+
+void pw_link_remove_client(PWLink *l, PWLinkClient *client)
+{
+    QLIST_REMOVE(client, next);
+}
+
+void pw_link_free(PWLink *l)
+{
+    timer_free(l->retry_timer);
+    qemu_bh_delete(l->state_bh);
+    drop_core(l);
+    if (l->context) {
+        pw_context_destroy(l->context);
+    }
+    qemu_set_fd_handler(pw_loop_get_fd(l->loop), NULL, NULL, NULL);
+    pw_loop_leave(l->loop);
+    pw_loop_destroy(l->loop);
+    g_free(l->socket);
+    g_free(l->id);
+    g_free(l);
+}

@@ -1,0 +1,43 @@
+/*
+ * A PipeWire connection that survives its daemon, run by QEMU's main loop
+ *
+ * Copyright (c) 2026 qemu-vfio-audio developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef AUDIO_PW_LINK_H
+#define AUDIO_PW_LINK_H
+
+#include <pipewire/pipewire.h>
+#include "qemu/queue.h"
+
+typedef struct PWLink PWLink;
+
+/*
+ * Something that lives on the connection (a stream).  Both hooks run in
+ * the main loop, outside PipeWire's callbacks: @ready once the daemon has
+ * answered (at start, and after every reconnect), @lost when it went away,
+ * before the core is disconnected.
+ */
+typedef struct PWLinkClient {
+    void (*ready)(struct PWLinkClient *client, struct pw_core *core);
+    void (*lost)(struct PWLinkClient *client);
+    QLIST_ENTRY(PWLinkClient) next;
+} PWLinkClient;
+
+/*
+ * Connect to the daemon listening on @socket (an absolute path) in the
+ * background, and again whenever it goes away; log lines name the
+ * audiodev @id.
+ */
+PWLink *pw_link_new(const char *socket, const char *id);
+void pw_link_free(PWLink *link);
+
+void pw_link_add_client(PWLink *link, PWLinkClient *client);
+void pw_link_remove_client(PWLink *link, PWLinkClient *client);
+
+const char *pw_link_socket(PWLink *link);
+unsigned pw_link_reconnects(PWLink *link);
+
+#endif

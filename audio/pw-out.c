@@ -1,0 +1,490 @@
+/*
+ * A playback stream straight to PipeWire, fed through a ring
+ *
+ * Each cycle of PipeWire's graph takes a quantum at once, in libpipewire's
+ * real-time data thread (PW_STREAM_FLAG_RT_PROCESS), from a ring that the
+ * device's audio timer tops up in QEMU's main loop.  The graph's share of
+ * the latency is then one quantum; filling from the main loop instead
+ * would queue a second.  The ring holds a quantum and the latency the
+ * controller (pa-voice.c) asks for, which covers a main loop that comes
+ * late: measured without QEMU, a ring of 8 ms at a 256-frame quantum
+ * played at 12.8 ms and was short 11-14 cycles a minute; at 128 frames no
+ * client on the bench's host kept its sound (README-fork, "The native
+ * path"), so the stream asks for 256 frames at 48 kHz.
+ *
+ * Only the ring's two positions cross threads; the data thread dequeues,
+ * copies and queues, and counts the cycles it found the ring short.
+ *
+ * Copyright (c) 2026 qemu-vfio-audio developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/atomic.h"
+#include "qemu/host-utils.h"
+#include "qemu/units.h"
+#include "qemu/timer.h"
+#include <spa/param/audio/format-utils.h>
+#include <spa/node/io.h>
+#include "pw-out.h"
+#include "trace.h"
+
+/* node.latency: the quantum asked for, in frames at 48 kHz. */
+#define QUANTUM_48K             256
+/* What the graph may still hold once the ring is empty: two quanta. */
+#define DRAIN_QUANTA            2
+/* A stream the daemon failed is asked for again after this long. */
+#define RECREATE_MS             500
+
+struct PWOut {
+    PWLinkClient client;
+    PWLink *link;
+    char *name;
+    char *target;
+    uint32_t format;
+    uint32_t rate;
+    uint32_t channels;
+    uint32_t frame;
+
+    struct pw_stream *stream;   /* NULL while the link is down */
+    struct spa_hook listener;
+    enum pw_stream_state state;
+    bool active;
+    QEMUTimer *rest_timer;      /* the end played out: rest */
+    QEMUTimer *recreate_timer;
+
+    struct pw_core *core;       /* while the link is ready */
+    uint32_t latency_us;        /* asked for */
+    uint32_t keep;              /* bytes the ring is kept at */
+
+    /* Crossing threads: the main loop writes wpos, the data thread rpos. */
+    uint8_t *ring;
+    uint32_t size;              /* a power of two */
+    uint32_t wpos;
+    uint32_t rpos;
+    uint32_t cycle_frames;      /* the last cycle's quantum */
+    uint32_t cycle_bytes;       /* what it took from the ring */
+    int64_t cycle_ns;           /* and when, CLOCK_MONOTONIC */
+    uint64_t short_cycles;
+    bool draining;
+    unsigned epoch;             /* bumped at each start */
+
+    /* The data thread's own. */
+    struct spa_io_position *position;
+    unsigned seen_epoch;
+    bool primed;                /* took sound since the start */
+};
+
+/* The main loop's view: the data thread is done with what it read. */
+static uint32_t ring_fill(PWOut *o)
+{
+    return qatomic_read(&o->wpos) - qatomic_load_acquire(&o->rpos);
+}
+
+static uint32_t quantum_bytes(PWOut *o)
+{
+    uint32_t frames = qatomic_read(&o->cycle_frames);
+
+    if (!frames) {
+        frames = MAX((uint64_t)o->rate * QUANTUM_48K / 48000, 1);
+    }
+    return frames * o->frame;
+}
+
+/* --- the data thread -------------------------------------------------- */
+
+/* Up to @n bytes from the ring into @dst; returns how many. */
+static uint32_t ring_take(PWOut *o, uint8_t *dst, uint32_t n)
+{
+    uint32_t r = qatomic_read(&o->rpos);
+    uint32_t avail = qatomic_load_acquire(&o->wpos) - r;
+    uint32_t done = 0;
+
+    n = MIN(n, avail);
+    while (done < n) {
+        uint32_t at = (r + done) & (o->size - 1);
+        uint32_t part = MIN(n - done, o->size - at);
+
+        memcpy(dst + done, o->ring + at, part);
+        done += part;
+    }
+    qatomic_store_release(&o->rpos, r + n);
+    return n;
+}
+
+static void out_process(void *opaque)
+{
+    PWOut *o = opaque;
+    struct pw_buffer *b = pw_stream_dequeue_buffer(o->stream);
+    struct spa_data *d;
+    uint32_t n, got;
+    unsigned epoch;
+
+    if (!b) {
+        return;
+    }
+    d = &b->buffer->datas[0];
+    if (!d->data) {
+        pw_stream_queue_buffer(o->stream, b);
+        return;
+    }
+    n = d->maxsize;
+    if (b->requested) {
+        n = MIN(n, b->requested * o->frame);
+        qatomic_set(&o->cycle_frames, b->requested);
+    }
+    n -= n % o->frame;
+    got = ring_take(o, d->data, n);
+    qatomic_set(&o->cycle_bytes, got);
+    /*
+     * When the cycle began, as the graph's driver has it: this callback
+     * runs up to a few milliseconds after that, and not by the same
+     * each time.
+     */
+    qatomic_set(&o->cycle_ns, o->position ? (int64_t)o->position->clock.nsec
+                                          : get_clock());
+    epoch = qatomic_read(&o->epoch);
+    if (epoch != o->seen_epoch) {
+        o->seen_epoch = epoch;
+        o->primed = false;
+    }
+    o->primed |= got > 0;
+    if (got < n) {
+        memset((uint8_t *)d->data + got, 0, n - got);
+        /* Before the first sound and after the last, silence is due. */
+        if (o->primed && !qatomic_read(&o->draining)) {
+            qatomic_set(&o->short_cycles,
+                        qatomic_read(&o->short_cycles) + 1);
+            trace_pw_out_short(o->name, got, n);
+        }
+    }
+    d->chunk->offset = 0;
+    d->chunk->stride = o->frame;
+    d->chunk->size = n;
+    pw_stream_queue_buffer(o->stream, b);
+}
+
+/* --- the main loop ----------------------------------------------------- */
+
+static void out_state_changed(void *opaque, enum pw_stream_state old,
+                              enum pw_stream_state state, const char *error)
+{
+    PWOut *o = opaque;
+
+    trace_pw_out_state(o->name, pw_stream_state_as_string(state),
+                       error ? error : "");
+    o->state = state;
+    if (state == PW_STREAM_STATE_ERROR) {
+        timer_mod(o->recreate_timer,
+                  qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + RECREATE_MS);
+    }
+}
+
+/* In the data thread, before the cycles that use it. */
+static void out_io_changed(void *opaque, uint32_t id, void *area,
+                           uint32_t size)
+{
+    PWOut *o = opaque;
+
+    if (id == SPA_IO_Position) {
+        o->position = area && size >= sizeof(*o->position) ? area : NULL;
+    }
+}
+
+static const struct pw_stream_events out_events = {
+    PW_VERSION_STREAM_EVENTS,
+    .state_changed = out_state_changed,
+    .io_changed = out_io_changed,
+    .process = out_process,
+};
+
+static void fill_positions(uint32_t channels, uint32_t *pos, uint32_t *flags)
+{
+    /* PulseAudio's ALSA map, which pa-voice.c gives the pulse stream. */
+    static const uint32_t alsa[] = {
+        SPA_AUDIO_CHANNEL_FL, SPA_AUDIO_CHANNEL_FR, SPA_AUDIO_CHANNEL_RL,
+        SPA_AUDIO_CHANNEL_RR, SPA_AUDIO_CHANNEL_FC, SPA_AUDIO_CHANNEL_LFE,
+        SPA_AUDIO_CHANNEL_SL, SPA_AUDIO_CHANNEL_SR,
+    };
+    uint32_t i;
+
+    if (channels == 1) {
+        pos[0] = SPA_AUDIO_CHANNEL_MONO;
+    } else if (channels <= ARRAY_SIZE(alsa)) {
+        for (i = 0; i < channels; i++) {
+            pos[i] = alsa[i];
+        }
+    } else {
+        *flags |= SPA_AUDIO_FLAG_UNPOSITIONED;
+    }
+}
+
+static void stream_drop(PWOut *o)
+{
+    timer_del(o->recreate_timer);
+    if (o->stream) {
+        spa_hook_remove(&o->listener);
+        pw_stream_destroy(o->stream);
+        o->stream = NULL;
+    }
+    o->state = PW_STREAM_STATE_UNCONNECTED;
+    /* Nothing reads it any more; what it held is old by the next stream. */
+    qatomic_set(&o->rpos, qatomic_read(&o->wpos));
+}
+
+static void stream_create(PWOut *o, struct pw_core *core)
+{
+    uint8_t pod[1024];
+    struct spa_pod_builder builder = SPA_POD_BUILDER_INIT(pod, sizeof(pod));
+    struct spa_audio_info_raw info = {
+        .format = o->format,
+        .rate = o->rate,
+        .channels = MIN(o->channels, SPA_AUDIO_MAX_CHANNELS),
+    };
+    const struct spa_pod *params[1];
+    struct pw_properties *props;
+    enum pw_stream_flags flags = PW_STREAM_FLAG_AUTOCONNECT |
+                                 PW_STREAM_FLAG_MAP_BUFFERS |
+                                 PW_STREAM_FLAG_RT_PROCESS;
+
+    fill_positions(info.channels, info.position, &info.flags);
+    props = pw_properties_new(PW_KEY_MEDIA_TYPE, "Audio",
+                              PW_KEY_MEDIA_CATEGORY, "Playback",
+                              PW_KEY_MEDIA_ROLE, "Game",
+                              PW_KEY_MEDIA_NAME, o->name,
+                              PW_KEY_NODE_NAME, o->name,
+                              PW_KEY_APP_NAME, "QEMU",
+                              NULL);
+    pw_properties_setf(props, PW_KEY_NODE_LATENCY, "%u/%u",
+                       MAX((uint32_t)((uint64_t)o->rate * QUANTUM_48K /
+                                      48000), 1), o->rate);
+    if (o->target) {
+        pw_properties_set(props, PW_KEY_TARGET_OBJECT, o->target);
+    }
+    o->stream = pw_stream_new(core, o->name, props);
+    if (!o->stream) {
+        trace_pw_out_state(o->name, "cannot create", g_strerror(errno));
+        timer_mod(o->recreate_timer,
+                  qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + RECREATE_MS);
+        return;
+    }
+    pw_stream_add_listener(o->stream, &o->listener, &out_events, o);
+    params[0] = spa_format_audio_raw_build(&builder, SPA_PARAM_EnumFormat,
+                                           &info);
+    if (!o->active) {
+        flags |= PW_STREAM_FLAG_INACTIVE;
+    }
+    if (pw_stream_connect(o->stream, PW_DIRECTION_OUTPUT, PW_ID_ANY, flags,
+                          params, 1) < 0) {
+        trace_pw_out_state(o->name, "cannot connect", g_strerror(errno));
+        stream_drop(o);
+        timer_mod(o->recreate_timer,
+                  qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + RECREATE_MS);
+        return;
+    }
+    trace_pw_out_create(o->name, o->rate, o->channels, o->latency_us);
+}
+
+static void recreate(void *opaque)
+{
+    PWOut *o = opaque;
+
+    if (o->core) {
+        stream_drop(o);
+        stream_create(o, o->core);
+    }
+}
+
+static void out_ready(PWLinkClient *client, struct pw_core *core)
+{
+    PWOut *o = container_of(client, PWOut, client);
+
+    stream_drop(o);
+    o->core = core;
+    stream_create(o, core);
+}
+
+static void out_lost(PWLinkClient *client)
+{
+    PWOut *o = container_of(client, PWOut, client);
+
+    stream_drop(o);
+    o->core = NULL;
+}
+
+static void rest(void *opaque)
+{
+    PWOut *o = opaque;
+
+    if (o->stream && !o->active) {
+        pw_stream_set_active(o->stream, false);
+    }
+}
+
+bool pw_out_ready(PWOut *o)
+{
+    return o->stream && (o->state == PW_STREAM_STATE_PAUSED ||
+                         o->state == PW_STREAM_STATE_STREAMING);
+}
+
+bool pw_out_connecting(PWOut *o)
+{
+    return o->core && !pw_out_ready(o);
+}
+
+/*
+ * Of what the last cycle took from the ring, what the sink has yet to
+ * play by now, at the stream's rate.
+ */
+static uint32_t unplayed(PWOut *o)
+{
+    int64_t at = qatomic_read(&o->cycle_ns);
+    uint32_t took = qatomic_read(&o->cycle_bytes);
+    uint64_t played;
+
+    if (!at || !took) {
+        return 0;
+    }
+    played = muldiv64(MAX(get_clock() - at, 0), o->rate,
+                      NANOSECONDS_PER_SECOND) * o->frame;
+    return played < took ? took - played : 0;
+}
+
+/*
+ * A quantum, and the latency asked for on top: a cycle finds the ring
+ * short once a late tick has let its level fall that far below where it
+ * is kept, as a pulse stream underruns once its buffer (its latency) ran
+ * dry.  The graph's quantum is then the sink's share, as PulseAudio's
+ * sink's bite is with a pulse stream.
+ */
+void pw_out_set_latency(PWOut *o, uint32_t us)
+{
+    uint64_t bytes = muldiv64(us, o->rate, 1000000) * o->frame;
+
+    o->latency_us = us;
+    o->keep = MIN(bytes + quantum_bytes(o), o->size - o->frame);
+}
+
+/*
+ * Room below the level, the sink's progress through the last quantum
+ * counted as if the ring still held what it has not played: the ring
+ * alone drops a quantum at each cycle, and kept full by that it would
+ * show room of up to a quantum at every tick, whereas this level moves as
+ * smoothly as PulseAudio's requests do.  It sinks only if the graph's
+ * clock runs faster than the device's, and then the device speeds up
+ * (audio-pacing.c).
+ */
+size_t pw_out_room(PWOut *o)
+{
+    uint64_t level = ring_fill(o) + unplayed(o);
+    uint64_t room;
+
+    /* The quantum may have changed since the level was set. */
+    pw_out_set_latency(o, o->latency_us);
+    room = level < o->keep ? o->keep - level : 0;
+    room = MIN(room, o->size - ring_fill(o));
+    return room - room % o->frame;
+}
+
+size_t pw_out_write(PWOut *o, const void *buf, size_t size)
+{
+    uint32_t w = qatomic_read(&o->wpos);
+    uint32_t n = MIN(size, o->size - ring_fill(o));
+    uint32_t done = 0;
+
+    while (done < n) {
+        uint32_t at = (w + done) & (o->size - 1);
+        uint32_t part = MIN(n - done, o->size - at);
+
+        memcpy(o->ring + at, (const uint8_t *)buf + done, part);
+        done += part;
+    }
+    qatomic_store_release(&o->wpos, w + n);
+    return n;
+}
+
+void pw_out_set_active(PWOut *o, bool on)
+{
+    int64_t drain_ms;
+
+    if (o->active == on) {
+        return;
+    }
+    o->active = on;
+    if (on) {
+        timer_del(o->rest_timer);
+        qatomic_set(&o->draining, false);
+        qatomic_set(&o->epoch, qatomic_read(&o->epoch) + 1);
+        if (o->stream) {
+            pw_stream_set_active(o->stream, true);
+        }
+        return;
+    }
+    qatomic_set(&o->draining, true);
+    drain_ms = muldiv64(ring_fill(o) + DRAIN_QUANTA * quantum_bytes(o),
+                        1000, (uint64_t)o->rate * o->frame) + 1;
+    timer_mod(o->rest_timer,
+              qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + drain_ms);
+}
+
+uint64_t pw_out_short_cycles(PWOut *o)
+{
+    return qatomic_read(&o->short_cycles);
+}
+
+bool pw_out_measured_us(PWOut *o, uint64_t *us)
+{
+    struct pw_time t;
+    uint64_t held;
+
+    if (!pw_out_ready(o) ||
+        pw_stream_get_time_n(o->stream, &t, sizeof(t)) < 0 ||
+        !t.rate.denom) {
+        return false;
+    }
+    held = muldiv64(ring_fill(o) + t.queued, 1000000,
+                    (uint64_t)o->rate * o->frame);
+    if (t.delay > 0) {
+        held += muldiv64(t.delay, 1000000ULL * t.rate.num, t.rate.denom);
+    }
+    *us = held;
+    return true;
+}
+
+PWOut *pw_out_new(PWLink *link, const PWOutSpec *spec)
+{
+    PWOut *o = g_new0(PWOut, 1);
+    uint64_t most = muldiv64(spec->max_us, spec->rate, 1000000) * spec->frame;
+
+    o->link = link;
+    o->name = g_strdup(spec->name);
+    o->target = g_strdup(spec->target);
+    o->format = spec->format;
+    o->rate = MAX(spec->rate, 1);
+    o->channels = spec->channels;
+    o->frame = MAX(spec->frame, 1);
+    o->state = PW_STREAM_STATE_UNCONNECTED;
+    /* Room for the deepest level, a quantum of any size, and a write. */
+    o->size = pow2ceil(MAX(2 * most + 2 * (uint64_t)o->rate * o->frame / 10,
+                           64 * KiB));
+    o->ring = g_malloc0(o->size);
+    o->rest_timer = timer_new_ms(QEMU_CLOCK_REALTIME, rest, o);
+    o->recreate_timer = timer_new_ms(QEMU_CLOCK_REALTIME, recreate, o);
+    o->client.ready = out_ready;
+    o->client.lost = out_lost;
+    pw_link_add_client(link, &o->client);
+    return o;
+}
+
+void pw_out_free(PWOut *o)
+{
+    pw_link_remove_client(o->link, &o->client);
+    stream_drop(o);
+    timer_free(o->rest_timer);
+    timer_free(o->recreate_timer);
+    g_free(o->ring);
+    g_free(o->name);
+    g_free(o->target);
+    g_free(o);
+}
