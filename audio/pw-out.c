@@ -229,7 +229,12 @@ static void stream_drop(PWOut *o)
         o->stream = NULL;
     }
     o->state = PW_STREAM_STATE_UNCONNECTED;
-    /* Nothing reads it any more; what it held is old by the next stream. */
+    /*
+     * Nothing reads them any more.  What the ring held is old by the next
+     * stream, and the position was the old graph's, mapped from a daemon
+     * that may be gone: the next stream is told its own.
+     */
+    o->position = NULL;
     qatomic_set(&o->rpos, qatomic_read(&o->wpos));
 }
 
