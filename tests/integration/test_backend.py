@@ -682,12 +682,15 @@ def test_pipewire_pulse_playback():
 
 def test_pipewire_off_keeps_pipewire_pulse():
     """pipewire=off: playback stays on pipewire-pulse, as a user may want
-    of a daemon whose own socket misbehaves, and plays all the same."""
+    of a daemon whose own socket misbehaves, and plays all the same, in
+    order.  Not exactly: pipewire-pulse itself drops a 256-frame quantum
+    now and then (CI, 10.0 base: frame 5376 of 2 s; issue 15 item 4);
+    the exact check is the native path's, above."""
     with daemon("pipewire") as d, \
             qemu(pa_args(d.socket, INTACT + ",pipewire=off")) as q:
         wait_connected(q, timeout=15)
         assert stream(q)["server"] == f"unix:{d.socket}", stream(q)
-        play_and_check(d, q, lead_in=False)
+        play_and_check(d, q, exact=False, lead_in=False)
         assert not any("PipeWire daemon directly" in ln for ln in q.lines)
 
 
