@@ -222,6 +222,20 @@ static bool out_ready(PAStream *ps)
     return stream_ready(ps);
 }
 
+/*
+ * The latency the stream comes back down to: the configured one, or what
+ * our own stream's ring holds at the least, which grows with the quantum.
+ */
+static uint32_t least_us(PAStream *ps)
+{
+#ifdef FORK_PA_PIPEWIRE
+    if (ps->native) {
+        return MAX(ps->latency_us, pw_out_least_us(ps->native));
+    }
+#endif
+    return ps->latency_us;
+}
+
 static bool stream_pending(PAStream *ps)
 {
     return ps->stream &&
@@ -375,6 +389,7 @@ static bool go_native(PAStream *ps)
         .channels = ps->spec.channels,
         .frame = pa_frame_size(&ps->spec),
         .max_us = ps->max_latency_us,
+        .tick_us = pa->dev->timer_period,
     };
 
     if (ps->native) {
@@ -396,6 +411,14 @@ static bool go_native(PAStream *ps)
     }
     ps->scratch = g_malloc(ps->scratch_len);
     ps->native = pw_out_new(pa->pw, &spec);
+    /*
+     * The configured latency covers a main loop that comes late, as it
+     * does a pulse stream's; the quantum a cycle takes at once comes on
+     * top.  From there the controller comes down by the headroom used,
+     * no lower than least_us().
+     */
+    ps->target_us = MAX(ps->target_us, ps->latency_us +
+                        pw_out_quantum_us(ps->native));
     pw_out_set_latency(ps->native, ps->target_us);
     pw_out_set_active(ps->native, ps->enabled);
     return true;
@@ -474,9 +497,9 @@ static void set_target(PAStream *ps, uint32_t us)
 static void maybe_shrink(PAStream *ps)
 {
     int64_t now = g_get_monotonic_time();
-    uint32_t to = ps->latency_us;
+    uint32_t to = least_us(ps);
 
-    if (ps->target_us <= ps->latency_us || !out_ready(ps) ||
+    if (ps->target_us <= to || !out_ready(ps) ||
         !ps->enabled || now - ps->last_underrun_us < PA_SHRINK_AFTER_US ||
         now - ps->last_raise_us < PA_SHRINK_AFTER_US ||
         now - ps->last_shrink_us < PA_SHRINK_AFTER_US ||

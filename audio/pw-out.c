@@ -5,12 +5,12 @@
  * real-time data thread (PW_STREAM_FLAG_RT_PROCESS), from a ring that the
  * device's audio timer tops up in QEMU's main loop.  The graph's share of
  * the latency is then one quantum; filling from the main loop instead
- * would queue a second.  The ring holds a quantum and the latency the
- * controller (pa-voice.c) asks for, which covers a main loop that comes
- * late: measured without QEMU, a ring of 8 ms at a 256-frame quantum
- * played at 12.8 ms and was short 11-14 cycles a minute; at 128 frames no
- * client on the bench's host kept its sound (README-fork, "The native
- * path"), so the stream asks for 256 frames at 48 kHz.
+ * would queue a second.  The ring is kept at the latency the controller
+ * (pa-voice.c) asks for, and at least at a quantum and two ticks; the
+ * controller raises it when a main loop that comes late leaves a cycle
+ * short.  At 128 frames no client on the bench's host kept its sound
+ * (README-fork, "The native path"), so the stream asks for 256 frames at
+ * 48 kHz.
  *
  * Only the ring's two positions cross threads; the data thread dequeues,
  * copies and queues, and counts the cycles it found the ring short.
@@ -56,6 +56,7 @@ struct PWOut {
 
     struct pw_core *core;       /* while the link is ready */
     uint32_t latency_us;        /* asked for */
+    uint32_t tick_us;
     uint32_t keep;              /* bytes the ring is kept at */
 
     /* Crossing threads: the main loop writes wpos, the data thread rpos. */
@@ -288,7 +289,8 @@ static void stream_create(PWOut *o, struct pw_core *core)
                   qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + RECREATE_MS);
         return;
     }
-    trace_pw_out_create(o->name, o->rate, o->channels, o->latency_us);
+    trace_pw_out_create(o->name, o->rate, o->channels,
+                        MAX(o->latency_us, pw_out_least_us(o)));
 }
 
 static void recreate(void *opaque)
@@ -357,18 +359,34 @@ static uint32_t unplayed(PWOut *o)
 }
 
 /*
- * A quantum, and the latency asked for on top: a cycle finds the ring
- * short once a late tick has let its level fall that far below where it
- * is kept, as a pulse stream underruns once its buffer (its latency) ran
- * dry.  The graph's quantum is then the sink's share, as PulseAudio's
- * sink's bite is with a pulse stream.
+ * At the start of a cycle the ring must hold its quantum, and the last
+ * top-up may be a tick old and the one before it late: anything less
+ * than a quantum and two ticks is short at every cycle a tick comes late.
+ */
+uint32_t pw_out_least_us(PWOut *o)
+{
+    return pw_out_quantum_us(o) + 2 * o->tick_us;
+}
+
+uint32_t pw_out_quantum_us(PWOut *o)
+{
+    return muldiv64(quantum_bytes(o), 1000000, (uint64_t)o->rate * o->frame);
+}
+
+/*
+ * The level (the ring and what the sink has yet to play of the last
+ * cycle) is the latency, as a pulse stream's buffer is: a cycle finds the
+ * ring short once a late tick let the level fall a quantum below it, as a
+ * pulse stream underruns once its buffer ran dry.  Below the least, the
+ * level is the least (pa-voice.c asks for no less).
  */
 void pw_out_set_latency(PWOut *o, uint32_t us)
 {
-    uint64_t bytes = muldiv64(us, o->rate, 1000000) * o->frame;
+    uint64_t bytes;
 
     o->latency_us = us;
-    o->keep = MIN(bytes + quantum_bytes(o), o->size - o->frame);
+    bytes = muldiv64(MAX(us, pw_out_least_us(o)), o->rate, 1000000);
+    o->keep = MIN(bytes * o->frame, o->size - o->frame);
 }
 
 /*
@@ -469,6 +487,7 @@ PWOut *pw_out_new(PWLink *link, const PWOutSpec *spec)
     o->rate = MAX(spec->rate, 1);
     o->channels = spec->channels;
     o->frame = MAX(spec->frame, 1);
+    o->tick_us = spec->tick_us;
     o->state = PW_STREAM_STATE_UNCONNECTED;
     /* Room for the deepest level, a quantum of any size, and a write. */
     o->size = pow2ceil(MAX(2 * most + 2 * (uint64_t)o->rate * o->frame / 10,

@@ -22,6 +22,7 @@ typedef struct PWOutSpec {
     uint32_t channels;
     uint32_t frame;         /* bytes */
     uint32_t max_us;        /* the deepest the ring is ever asked to be */
+    uint32_t tick_us;       /* how often the ring is topped up */
 } PWOutSpec;
 
 /*
@@ -37,8 +38,12 @@ bool pw_out_ready(PWOut *out);
 bool pw_out_connecting(PWOut *out);
 
 
-/* The level the ring is kept at: a quantum and @us (pw-out.c). */
+/* The level the ring is kept at: @us, or pw_out_least_us() (pw-out.c). */
 void pw_out_set_latency(PWOut *out, uint32_t us);
+/* The least latency the ring holds at the graph's quantum of the moment. */
+uint32_t pw_out_least_us(PWOut *out);
+/* That quantum: what the sink has of ours at the start of a cycle. */
+uint32_t pw_out_quantum_us(PWOut *out);
 
 /* Bytes the ring misses to be full; whole frames. */
 size_t pw_out_room(PWOut *out);

@@ -149,6 +149,10 @@ CONFIGS = {
     # only.
     "native-pw-5ms": (NATIVE_PW, "pipewire", "5000", None),
     "native-pw-10ms": (NATIVE_PW, "pipewire", "10000", None),
+    # pw-floor at 10 ms beside the guest on stock QEMU, as
+    # native-5ms-guest: the floor for a PipeWire client on a host with a
+    # busy TCG vCPU.  --daemon pipewire only.
+    "native-pw-10ms-guest": (NATIVE_PW, "pipewire", "10000", "hda"),
     # pw-floor as the fork's native path would play: node.latency 5 ms
     # (the graph runs at 128 frames), fed from a ring that a 1 ms tick
     # tops up to 4 / 6 ms; and at node.latency 10 ms (256 frames) from
@@ -182,7 +186,8 @@ RATIO_PAIRS = {
                      "native-5ms-guest"),
     "fork-hda": ("stock-hda", "stock10-hda", "stock10-pw-hda",
                  "fork-pw-hda", "fork-hda-pwpulse", "fork-default",
-                 "native-5ms", "native-pw-10ms", "native-5ms-guest"),
+                 "native-5ms", "native-pw-10ms", "native-5ms-guest",
+                 "native-pw-10ms-guest"),
     # Upstream's backend in the fork against the same in Debian's 10.0:
     # what the fork's HDA changes do without our pa backend.
     "fork-pw-hda": ("stock10-pw-hda", "native-5ms", "native-pw-5ms"),
@@ -1145,7 +1150,7 @@ def run_case(case, opts, rundir):
                    "-qmp", f"unix:{probe_path},server=on,wait=off",
                    "-pidfile", pidfile, "-no-shutdown"]
             if opts.trace:
-                cmd += ["-trace", opts.trace,
+                cmd += ["-trace", opts.trace, "-msg", "timestamp=on",
                         "-D", os.path.join(rundir, "qemu-trace.log")]
             elif in_force_traced:
                 cmd += ["-trace", "pa_latency", "-msg", "timestamp=on",
