@@ -33,6 +33,7 @@
 #include "qemu/osdep.h"
 #include "qemu/module.h"
 #include "qemu/error-report.h"
+#include "qemu/main-loop.h"
 #include "qemu/timer.h"
 #include "qapi/error.h"
 #include "audio.h"
@@ -102,6 +103,8 @@ typedef struct PAAudio {
     PAConn *conn;
 #ifdef FORK_PA_PIPEWIRE
     PWLink *pw;                 /* pipewire-pulse's daemon, straight */
+    bool pw_given_up;           /* it never let us in: pipewire-pulse */
+    QEMUBH *pw_fallback_bh;
 #endif
     QLIST_HEAD(, PAStream) streams;
     QTAILQ_ENTRY(PAAudio) next;
@@ -371,6 +374,49 @@ static uint32_t spa_format(pa_sample_format_t f)
 }
 
 /*
+ * The daemon behind pipewire-pulse never let us in (pw-link.c): playback
+ * goes through pipewire-pulse after all, for as long as QEMU runs, at the
+ * latency configured.  Out of pw-link's callback, which frees nothing.
+ */
+static void pw_fallback_bh(void *opaque)
+{
+    PAAudio *pa = opaque;
+    PAStream *ps;
+    pa_context *ctx;
+
+    pa_conn_enter(pa->conn);
+    ctx = pa_conn_context(pa->conn);
+    QLIST_FOREACH(ps, &pa->streams, next) {
+        if (!ps->native) {
+            continue;
+        }
+        pw_out_free(ps->native);
+        ps->native = NULL;
+        ps->target_us = ps->latency_us;
+        dip_reset(ps);
+        if (ctx) {
+            stream_drop(ps);
+            stream_create(ps, ctx);
+        }
+    }
+    pa_conn_leave(pa->conn);
+    if (pa->pw) {
+        pw_link_free(pa->pw);
+        pa->pw = NULL;
+    }
+}
+
+static void pw_give_up(void *opaque, const char *socket, const char *why)
+{
+    PAAudio *pa = opaque;
+
+    warn_report("audiodev %s: PipeWire %s: %s; playback goes through "
+                "pipewire-pulse instead", pa->dev->id, socket, why);
+    pa->pw_given_up = true;
+    qemu_bh_schedule(pa->pw_fallback_bh);
+}
+
+/*
  * Playback, while the server is pipewire-pulse, goes to the PipeWire
  * daemon behind it (pw-out.c): pipewire-pulse makes any 5 ms pulse client
  * some 21 ms.  Once chosen it stays: its connection comes back by itself,
@@ -395,7 +441,7 @@ static bool go_native(PAStream *ps)
     if (ps->native) {
         return true;
     }
-    if (!ps->playback ||
+    if (!ps->playback || pa->pw_given_up ||
         (pa->dev->u.pa.has_pipewire && !pa->dev->u.pa.pipewire)) {
         return false;
     }
@@ -407,7 +453,7 @@ static bool go_native(PAStream *ps)
         info_report("audiodev %s: the server is pipewire-pulse; playback "
                     "goes to its PipeWire daemon directly (%s)",
                     pa->dev->id, socket);
-        pa->pw = pw_link_new(socket, pa->dev->id);
+        pa->pw = pw_link_new(socket, pa->dev->id, pw_give_up, pa);
     }
     ps->scratch = g_malloc(ps->scratch_len);
     ps->native = pw_out_new(pa->pw, &spec);
@@ -1195,6 +1241,9 @@ static void *pa_audio_init(Audiodev *dev, Error **errp)
     pa->dev = dev;
     QLIST_INIT(&pa->streams);
     pa->conn = pa_conn_new(popts->server, dev->id);
+#ifdef FORK_PA_PIPEWIRE
+    pa->pw_fallback_bh = qemu_bh_new(pw_fallback_bh, pa);
+#endif
     QTAILQ_INSERT_TAIL(&pa_audios, pa, next);
     return pa;
 }
@@ -1209,6 +1258,7 @@ static void pa_audio_fini(void *opaque)
     if (pa->pw) {
         pw_link_free(pa->pw);
     }
+    qemu_bh_delete(pa->pw_fallback_bh);
 #endif
     pa_conn_free(pa->conn);
     g_free(pa);

@@ -14,6 +14,14 @@
  * core's callbacks only schedule a bottom half; the daemon going away
  * tells the clients, and a retry timer with backoff connects again.
  *
+ * A daemon never reached is given up on: pipewire-pulse may answer where
+ * its daemon's socket does not (a libvirt AppArmor profile that lets QEMU
+ * reach pulse/native only, as VFIO guides have users write), and the
+ * owner then plays through pipewire-pulse rather than not at all.  Access
+ * denied is final at once; anything else, once the daemon has had
+ * GIVE_UP_MS to answer, more than PipeWire takes to start.  A daemon once
+ * reached is always tried again: it restarts.
+ *
  * Copyright (c) 2026 qemu-vfio-audio developers
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -30,6 +38,7 @@
 /* As pa-conn.c: fast after a restart, then twice a second. */
 #define RETRY_FIRST_MS  50
 #define RETRY_MAX_MS    500
+#define GIVE_UP_MS      3000
 
 struct PWLink {
     char *id;
@@ -42,14 +51,21 @@ struct PWLink {
     bool answered;      /* the core's sync came back */
     bool failed;        /* the core reported the daemon gone */
 
+    int denied;         /* the daemon refused us access: EACCES, EPERM */
+    const char *why;    /* the last failure, a static string */
+
     bool ready;
     bool ever_ready;
+    bool given_up;
     bool said_failure;
     unsigned reconnects;
     unsigned attempts;
     int64_t retry_ms;
 
     QEMUTimer *retry_timer;
+    QEMUTimer *give_up_timer;
+    PWLinkGiveUp *give_up;
+    void *give_up_opaque;
     QEMUBH *state_bh;
     QLIST_HEAD(, PWLinkClient) clients;
 };
@@ -88,7 +104,10 @@ static void core_error(void *opaque, uint32_t id, int seq, int res,
     PWLink *l = opaque;
 
     trace_pw_link_error(l->id, id, res, message ? message : "");
-    if (id == PW_ID_CORE && res == -EPIPE) {
+    if (id == PW_ID_CORE && (res == -EACCES || res == -EPERM)) {
+        l->denied = -res;
+        qemu_bh_schedule(l->state_bh);
+    } else if (id == PW_ID_CORE && res == -EPIPE) {
         l->failed = true;
         qemu_bh_schedule(l->state_bh);
     }
@@ -109,6 +128,7 @@ static void drop_core(PWLink *l)
     }
     l->answered = false;
     l->failed = false;
+    l->denied = 0;
 }
 
 static void schedule_retry(PWLink *l)
@@ -119,9 +139,38 @@ static void schedule_retry(PWLink *l)
               qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + l->retry_ms);
 }
 
+/* Its owner hears of it once, from the link's give_up (pw-link.h). */
+static void give_up(PWLink *l, const char *why)
+{
+    timer_del(l->retry_timer);
+    timer_del(l->give_up_timer);
+    drop_core(l);
+    l->given_up = true;
+    trace_pw_link_give_up(l->id, l->socket, why);
+    l->give_up(l->give_up_opaque, l->socket, why);
+}
+
+static void give_up_timeout(void *opaque)
+{
+    PWLink *l = opaque;
+    g_autofree char *why = NULL;
+
+    if (l->ever_ready || l->given_up) {
+        return;
+    }
+    why = g_strdup_printf("%s for %d s", l->why ? l->why : "no answer",
+                          GIVE_UP_MS / 1000);
+    give_up(l, why);
+}
+
 static void report_failure(PWLink *l, const char *why)
 {
     trace_pw_link_failed(l->id, why, l->attempts);
+    l->why = why;
+    /* Until it gives up, the link has nothing to say. */
+    if (!l->ever_ready) {
+        return;
+    }
     if (!l->said_failure) {
         l->said_failure = true;
         warn_report("audiodev %s: PipeWire %s: %s; playback goes on "
@@ -135,7 +184,12 @@ static void state_bh(void *opaque)
     PWLink *l = opaque;
     PWLinkClient *client;
 
-    if (l->failed) {
+    if (l->given_up) {
+        return;
+    }
+    if (l->denied && !l->ever_ready) {
+        give_up(l, g_strerror(l->denied));
+    } else if (l->failed || l->denied) {
         if (l->ready) {
             l->ready = false;
             l->reconnects++;
@@ -151,6 +205,7 @@ static void state_bh(void *opaque)
         l->ready = true;
         l->retry_ms = 0;
         l->attempts = 0;
+        timer_del(l->give_up_timer);
         if (l->ever_ready || l->said_failure) {
             info_report("audiodev %s: playing through PipeWire %s again",
                         l->id, l->socket);
@@ -168,9 +223,10 @@ static void pw_link_try(void *opaque)
 {
     PWLink *l = opaque;
     struct pw_properties *props;
+    int err;
 
     drop_core(l);
-    if (!l->context) {
+    if (!l->context || l->given_up) {
         return;
     }
     l->attempts++;
@@ -179,7 +235,12 @@ static void pw_link_try(void *opaque)
     props = pw_properties_new(PW_KEY_REMOTE_NAME, l->socket, NULL);
     l->core = pw_context_connect(l->context, props, 0);
     if (!l->core) {
-        report_failure(l, g_strerror(errno));
+        err = errno;
+        if (!l->ever_ready && (err == EACCES || err == EPERM)) {
+            give_up(l, g_strerror(err));
+            return;
+        }
+        report_failure(l, g_strerror(err));
         schedule_retry(l);
         return;
     }
@@ -187,7 +248,8 @@ static void pw_link_try(void *opaque)
     l->sync_seq = pw_core_sync(l->core, PW_ID_CORE, 0);
 }
 
-PWLink *pw_link_new(const char *socket, const char *id)
+PWLink *pw_link_new(const char *socket, const char *id,
+                    PWLinkGiveUp *on_give_up, void *opaque)
 {
     static bool initialized;
     PWLink *l = g_new0(PWLink, 1);
@@ -202,6 +264,11 @@ PWLink *pw_link_new(const char *socket, const char *id)
     QLIST_INIT(&l->clients);
     l->state_bh = qemu_bh_new(state_bh, l);
     l->retry_timer = timer_new_ms(QEMU_CLOCK_REALTIME, pw_link_try, l);
+    l->give_up = on_give_up;
+    l->give_up_opaque = opaque;
+    l->give_up_timer = timer_new_ms(QEMU_CLOCK_REALTIME, give_up_timeout, l);
+    timer_mod(l->give_up_timer,
+              qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + GIVE_UP_MS);
     l->loop = pw_loop_new(NULL);
     /* For good, and before the context: see the top of this file. */
     pw_loop_enter(l->loop);
@@ -213,7 +280,7 @@ PWLink *pw_link_new(const char *socket, const char *id)
 #endif
     l->context = pw_context_new(l->loop, props, 0);
     if (!l->context) {
-        report_failure(l, g_strerror(errno));
+        give_up(l, g_strerror(errno));
         return l;
     }
     pw_link_try(l);
@@ -236,6 +303,7 @@ void pw_link_remove_client(PWLink *l, PWLinkClient *client)
 void pw_link_free(PWLink *l)
 {
     timer_free(l->retry_timer);
+    timer_free(l->give_up_timer);
     qemu_bh_delete(l->state_bh);
     drop_core(l);
     if (l->context) {

@@ -27,11 +27,19 @@ typedef struct PWLinkClient {
 } PWLinkClient;
 
 /*
+ * Called once, in the main loop, when the daemon on @socket was never
+ * reached and the link gives up on it (pw-link.c): @why says what it got.
+ * The link does nothing more; its owner frees it, not from here.
+ */
+typedef void PWLinkGiveUp(void *opaque, const char *socket, const char *why);
+
+/*
  * Connect to the daemon listening on @socket (an absolute path) in the
  * background, and again whenever it goes away; log lines name the
  * audiodev @id.
  */
-PWLink *pw_link_new(const char *socket, const char *id);
+PWLink *pw_link_new(const char *socket, const char *id,
+                    PWLinkGiveUp *on_give_up, void *opaque);
 void pw_link_free(PWLink *link);
 
 void pw_link_add_client(PWLink *link, PWLinkClient *client);

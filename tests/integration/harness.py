@@ -599,7 +599,7 @@ class Qemu:
     """The binary with QMP and a qtest channel, its stderr read as lines."""
 
     def __init__(self, args, env=None, user=None, qtest=True, binary=None,
-                 console=False):
+                 console=False, prefix=()):
         self.dir = tempfile.mkdtemp(prefix="qva-qemu-")
         os.chmod(self.dir, 0o777)
         self.qmp_path = os.path.join(self.dir, "qmp.sock")
@@ -636,9 +636,11 @@ class Qemu:
         for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
             if var in os.environ:
                 env.setdefault(var, os.environ[var])
-        prefix = []
+        # @prefix runs first (as root), then the switch to @user.
+        prefix = list(prefix)
         if user:
-            prefix, env = as_user(user, env)
+            switch, env = as_user(user, env)
+            prefix += switch
         self.cmd = cmd
         self.proc = subprocess.Popen(prefix + cmd, env=env, cwd="/",
                                      stdin=subprocess.DEVNULL,

@@ -7,9 +7,12 @@ Each test starts its own daemon as a throwaway desktop user on
 import contextlib
 import os
 import re
+import shutil
 import signal
+import socket
 import struct
 import subprocess
+import tempfile
 import time
 
 from harness import (AC97Player, AC97Recorder, FRAME, HostPlayer,
@@ -699,6 +702,68 @@ def test_pipewire_off_keeps_pipewire_pulse():
         assert stream(q)["server"] == f"unix:{d.socket}", stream(q)
         play_and_check(d, q, exact=False, lead_in=False)
         assert not any("PipeWire daemon directly" in ln for ln in q.lines)
+
+
+@contextlib.contextmanager
+def pipewire_socket_seen_as(d, mode, listen):
+    """A command prefix that runs QEMU in a mount namespace of its own,
+    where @d's pipewire-0 is another socket of the same owner, of @mode,
+    listening (@listen) without ever answering, or not.  pipewire-pulse
+    connects to the real one for each of its clients, so the real one
+    stays as it is for everyone else."""
+    where = tempfile.mkdtemp(prefix="qva-pw-")
+    fake = os.path.join(where, "pipewire-0")
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(fake)
+        if listen:
+            sock.listen(8)
+        os.chown(fake, d.pw.pw_uid, d.pw.pw_gid)
+        os.chmod(fake, mode)
+        yield ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+               'mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh",
+               fake, os.path.join(d.runtime, "pipewire-0")]
+    finally:
+        sock.close()
+        shutil.rmtree(where)
+
+
+def falls_back(q, d, why, timeout):
+    """Playback through pipewire-pulse after the daemon's own socket was
+    given up on for @why, said once; then it plays, in order (not exactly:
+    see above)."""
+    at = q.wait_line("playback goes through pipewire-pulse instead",
+                     timeout)
+    assert at is not None, q.stderr()
+    assert why in q.lines[at], q.lines[at]
+    wait_connected(q, timeout=15)
+    assert stream(q)["server"] == f"unix:{d.socket}", stream(q)
+    play_and_check(d, q, exact=False, lead_in=False)
+    assert sum("pipewire-pulse instead" in ln for ln in q.lines) == 1, \
+        q.stderr()
+    assert q.alive()
+
+
+def test_pipewire_denied_plays_through_pipewire_pulse():
+    """A daemon socket QEMU may not connect to while pipewire-pulse's lets
+    it in, as under a libvirt AppArmor profile that allows pulse/native
+    only (here QEMU runs as the desktop user and sees the socket with
+    mode 0): playback goes through pipewire-pulse at once, rather than
+    nowhere."""
+    with daemon("pipewire") as d, \
+            pipewire_socket_seen_as(d, 0, listen=True) as prefix, \
+            qemu(pa_args(d.socket, INTACT), user=d.pw, env=d.env,
+                 prefix=prefix) as q:
+        falls_back(q, d, "Permission denied", 5)
+
+
+def test_pipewire_silent_plays_through_pipewire_pulse():
+    """A daemon socket that takes the connection and never answers (a
+    daemon hung): after 3 s playback goes through pipewire-pulse."""
+    with daemon("pipewire") as d, \
+            pipewire_socket_seen_as(d, 0o777, listen=True) as prefix, \
+            qemu(pa_args(d.socket, INTACT), prefix=prefix) as q:
+        falls_back(q, d, "no answer for 3 s", 10)
 
 
 class Needle:
