@@ -1352,6 +1352,7 @@ void pa_stream_stats_foreach(PAStreamStatsFn fn, void *opaque)
             if (ps->native) {
                 info.server = pw_link_socket(pa->pw);
                 info.reconnects = pw_link_reconnects(pa->pw);
+                info.stats.streams += pw_out_streams(ps->native);
                 info.has_measured = pw_out_measured_us(ps->native,
                                                        &info.measured_us);
                 fn(&info, opaque);

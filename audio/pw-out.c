@@ -68,6 +68,7 @@ struct PWOut {
     uint32_t cycle_bytes;       /* what it took from the ring */
     int64_t cycle_ns;           /* and when, CLOCK_MONOTONIC */
     uint64_t short_cycles;
+    unsigned streams;           /* made, since the start */
     bool draining;
     unsigned epoch;             /* bumped at each start */
 
@@ -289,6 +290,7 @@ static void stream_create(PWOut *o, struct pw_core *core)
                   qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + RECREATE_MS);
         return;
     }
+    o->streams++;
     trace_pw_out_create(o->name, o->rate, o->channels,
                         MAX(o->latency_us, pw_out_least_us(o)));
 }
@@ -449,6 +451,11 @@ void pw_out_set_active(PWOut *o, bool on)
                         1000, (uint64_t)o->rate * o->frame) + 1;
     timer_mod(o->rest_timer,
               qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + drain_ms);
+}
+
+unsigned pw_out_streams(PWOut *o)
+{
+    return o->streams;
 }
 
 uint64_t pw_out_short_cycles(PWOut *o)

@@ -56,6 +56,9 @@ size_t pw_out_write(PWOut *out, const void *buf, size_t size);
  */
 void pw_out_set_active(PWOut *out, bool on);
 
+/* Streams made: one, and one more each time the daemon came back. */
+unsigned pw_out_streams(PWOut *out);
+
 /* Cycles of the graph that found the ring short since the stream began. */
 uint64_t pw_out_short_cycles(PWOut *out);
 

@@ -861,7 +861,8 @@ def test_capture_started_while_the_stream_is_created():
 
 
 def test_pipewire_pulse_restart():
-    """pipewire-pulse killed and started again: the stream comes back."""
+    """pipewire-pulse killed and started again: the stream comes back, and
+    says it is a new one."""
     with daemon("pipewire") as d, qemu(pa_args(d.socket)) as q:
         wait_connected(q)
         mark = len(q.lines)
@@ -874,6 +875,8 @@ def test_pipewire_pulse_restart():
         assert q.wait_line("reconnected to PulseAudio", 5, mark) is not None
         took = wait_connected_again(q, ready)
         assert took < 1.0, f"the stream was back {took:.2f}s after the restart"
+        # Playback's stream, on PipeWire's own socket, was made again.
+        assert stream(q)["streams"] == 2, stream(q)
 
 
 def test_unanswered_stream_is_asked_for_again():
