@@ -12,8 +12,10 @@
  * (README-fork, "The native path"), so the stream asks for 256 frames at
  * 48 kHz.
  *
- * Only the ring's two positions cross threads; the data thread dequeues,
- * copies and queues, and counts the cycles it found the ring short.
+ * What crosses threads is read and written atomically: the ring's
+ * positions and level, and what the data thread reports of its cycles.
+ * The data thread dequeues, copies and queues, and counts the cycles it
+ * found the ring short.
  *
  * Copyright (c) 2026 qemu-vfio-audio developers
  *
@@ -70,12 +72,12 @@ struct PWOut {
     uint64_t short_cycles;
     unsigned streams;           /* made, since the start */
     bool draining;
-    unsigned epoch;             /* bumped at each start */
+    unsigned epoch;             /* bumped at each start, each stream */
 
     /* The data thread's own. */
     struct spa_io_position *position;
     unsigned seen_epoch;
-    bool primed;                /* took sound since the start */
+    bool primed;                /* the ring reached its level */
 };
 
 /* The main loop's view: the data thread is done with what it read. */
@@ -96,14 +98,19 @@ static uint32_t quantum_bytes(PWOut *o)
 
 /* --- the data thread -------------------------------------------------- */
 
+/* The data thread's view: what the main loop has written is there. */
+static uint32_t ring_avail(PWOut *o)
+{
+    return qatomic_load_acquire(&o->wpos) - qatomic_read(&o->rpos);
+}
+
 /* Up to @n bytes from the ring into @dst; returns how many. */
 static uint32_t ring_take(PWOut *o, uint8_t *dst, uint32_t n)
 {
     uint32_t r = qatomic_read(&o->rpos);
-    uint32_t avail = qatomic_load_acquire(&o->wpos) - r;
     uint32_t done = 0;
 
-    n = MIN(n, avail);
+    n = MIN(n, ring_avail(o));
     while (done < n) {
         uint32_t at = (r + done) & (o->size - 1);
         uint32_t part = MIN(n - done, o->size - at);
@@ -120,8 +127,9 @@ static void out_process(void *opaque)
     PWOut *o = opaque;
     struct pw_buffer *b = pw_stream_dequeue_buffer(o->stream);
     struct spa_data *d;
-    uint32_t n, got;
+    uint32_t n, got = 0;
     unsigned epoch;
+    bool first = false;
 
     if (!b) {
         return;
@@ -137,7 +145,28 @@ static void out_process(void *opaque)
         qatomic_set(&o->cycle_frames, b->requested);
     }
     n -= n % o->frame;
-    got = ring_take(o, d->data, n);
+    epoch = qatomic_read(&o->epoch);
+    if (epoch != o->seen_epoch) {
+        o->seen_epoch = epoch;
+        o->primed = false;
+    }
+    /*
+     * A start plays from the level the ring is kept at, as a pulse stream
+     * plays from its prebuf: the ring fills no faster than the guest
+     * plays, and taken as it came, every cycle would find it short until
+     * the guest stopped.  Once the guest stops, what is left plays.
+     */
+    if (!o->primed && (ring_avail(o) >= qatomic_read(&o->keep) ||
+                       qatomic_read(&o->draining))) {
+        o->primed = true;
+        first = true;
+    }
+    if (o->primed) {
+        got = ring_take(o, d->data, n);
+    }
+    if (first) {
+        trace_pw_out_first(o->name, got, n);
+    }
     qatomic_set(&o->cycle_bytes, got);
     /*
      * When the cycle began, as the graph's driver has it: this callback
@@ -146,12 +175,6 @@ static void out_process(void *opaque)
      */
     qatomic_set(&o->cycle_ns, o->position ? (int64_t)o->position->clock.nsec
                                           : get_clock());
-    epoch = qatomic_read(&o->epoch);
-    if (epoch != o->seen_epoch) {
-        o->seen_epoch = epoch;
-        o->primed = false;
-    }
-    o->primed |= got > 0;
     if (got < n) {
         memset((uint8_t *)d->data + got, 0, n - got);
         /* Before the first sound and after the last, silence is due. */
@@ -277,6 +300,8 @@ static void stream_create(PWOut *o, struct pw_core *core)
         return;
     }
     pw_stream_add_listener(o->stream, &o->listener, &out_events, o);
+    /* Its first cycles wait for the ring's level, as at a start. */
+    qatomic_set(&o->epoch, qatomic_read(&o->epoch) + 1);
     params[0] = spa_format_audio_raw_build(&builder, SPA_PARAM_EnumFormat,
                                            &info);
     if (!o->active) {
@@ -388,7 +413,7 @@ void pw_out_set_latency(PWOut *o, uint32_t us)
 
     o->latency_us = us;
     bytes = muldiv64(MAX(us, pw_out_least_us(o)), o->rate, 1000000);
-    o->keep = MIN(bytes * o->frame, o->size - o->frame);
+    qatomic_set(&o->keep, MIN(bytes * o->frame, o->size - o->frame));
 }
 
 /*
@@ -437,6 +462,7 @@ void pw_out_set_active(PWOut *o, bool on)
         return;
     }
     o->active = on;
+    trace_pw_out_active(o->name, on);
     if (on) {
         timer_del(o->rest_timer);
         qatomic_set(&o->draining, false);

@@ -687,6 +687,32 @@ def test_pipewire_pulse_playback():
         assert stream(q)["lost"] == 0, stream(q)
 
 
+def test_pipewire_start_takes_a_whole_quantum():
+    """The native stream plays from the level it keeps, as a pulse stream
+    plays from its prebuf: the first cycle after each start of the guest
+    takes a whole quantum.  It used to take the few frames the ring had by
+    then, and the cycles after it came short too (the ring fills no faster
+    than the guest plays): an underrun at every start, which raised the
+    latency."""
+    with daemon("pipewire") as d, \
+            qemu(pa_args(d.socket, INTACT) +
+                 ["-trace", "pw_out_first", "-trace", "pw_out_active"]) as q:
+        wait_connected(q, timeout=15)
+        for start in range(2):
+            mark = len(q.lines)
+            player = start_playing(q, pattern(RATE // 2))
+            try:
+                assert player.play(5), "the guest ran out of interrupts"
+            finally:
+                player.stop()
+            assert q.wait_line("active 0", 5, mark) is not None, q.stderr()
+            at = q.wait_line("the first cycle took", 1, mark)
+            assert at is not None, q.stderr()
+            took = re.search(r"took (\d+) of the (\d+) bytes", q.lines[at])
+            assert took[1] == took[2], (start, q.lines[at])
+        assert stream(q)["underruns"] == 0, stream(q)
+
+
 def test_pipewire_off_keeps_pipewire_pulse():
     """pipewire=off: playback stays on pipewire-pulse, as a user may want
     of a daemon whose own socket misbehaves, and plays all the same, in
