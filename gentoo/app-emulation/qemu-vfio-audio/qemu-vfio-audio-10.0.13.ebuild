@@ -47,11 +47,12 @@ KEYWORDS="~amd64"
 
 # The USE flags of qemu-vfio-audio-7.2.22 (the 2019 app-emulation/qemu
 # build's, where QEMU has a configure switch for them, plus jack and test),
-# every one of which QEMU 10.0 still has, plus pipewire: the fork builds
-# upstream's PipeWire driver on 10.0 so it can be compared with its own pa.
+# every one of which QEMU 10.0 still has, pipewire among them (pa's native
+# path to PipeWire); on 10.0 it also builds upstream's PipeWire driver, so
+# that it can be compared with the fork's pa.
 # Each is mapped to exactly one switch in src_configure (QVA_USE_SWITCHES).
 # Defaults (+) give what the fork's Debian build has: its configure's
-# fork_defaults and fork_defaults_10_0 (pipewire), plus what that leaves
+# fork_defaults and fork_defaults_10_0, plus what that leaves
 # to auto-detection and finds there (bzip2, jpeg, ncurses, opengl, png);
 # not curl, gtk, iscsi, jack, sdl.
 # From that 2019 set, two have no configure switch in 10.0 either:

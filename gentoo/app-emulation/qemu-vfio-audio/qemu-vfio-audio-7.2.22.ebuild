@@ -41,7 +41,10 @@ KEYWORDS="~amd64"
 
 # The USE flags of the 2019 app-emulation/qemu build this replaces, where
 # QEMU 7.2 still has a configure switch for them, each mapped to exactly
-# one switch in src_configure (see QVA_USE_SWITCHES), plus jack and test.
+# one switch in src_configure (see QVA_USE_SWITCHES), plus jack and test,
+# plus pipewire: the fork's pa plays straight to the PipeWire daemon behind
+# pipewire-pulse when built with libpipewire (--enable-pipewire, which
+# patches/7.2/0019 gives 7.2; without it libpipewire was automagic here).
 # Defaults (+) give what the fork's Debian build has: its configure's
 # fork_defaults, plus what that leaves to auto-detection and finds there
 # (bzip2, jpeg, ncurses, opengl, png); not curl, gtk, iscsi, jack, sdl.
@@ -55,7 +58,8 @@ KEYWORDS="~amd64"
 #  - test: no switch; it is RESTRICT="!test? ( test )" and src_test.
 IUSE="
 	+aio +alsa +bzip2 +caps curl +fdt gtk iscsi jack +jpeg +ncurses nls
-	+opengl +png +pulseaudio sdl +seccomp test +usb +vhost-net +vnc +xattr
+	+opengl +pipewire +png +pulseaudio sdl +seccomp test +usb +vhost-net +vnc
+	+xattr
 "
 # QEMU_SOFTMMU_TARGETS: the fork is x86_64 only (its qtests, its irqchip
 # policy for q35).  Kept as the USE_EXPAND that app-emulation/qemu uses so
@@ -88,6 +92,7 @@ QVA_USE_SWITCHES=(
 	ncurses:curses
 	nls:gettext
 	opengl:opengl
+	pipewire:pipewire
 	png:png
 	pulseaudio:pa
 	sdl:sdl
@@ -124,6 +129,7 @@ COMMON_DEPEND="
 		virtual/opengl
 	)
 	png? ( media-libs/libpng:0= )
+	pipewire? ( >=media-video/pipewire-0.3.64 )
 	pulseaudio? ( media-libs/libpulse )
 	sdl? ( media-libs/libsdl2[video] )
 	seccomp? ( >=sys-libs/libseccomp-2.1.0 )
@@ -187,6 +193,7 @@ PATCHES=(
 	"${FORK_S}"/patches/7.2/0015-fuzz-instrument-the-audio-layer.patch
 	"${FORK_S}"/patches/7.2/0016-audio-a-backend-the-fuzzer-controls.patch
 	"${FORK_S}"/patches/7.2/0017-qtest-a-clock-that-stalls.patch
+	"${FORK_S}"/patches/7.2/0019-build-a-pipewire-option-for-the-pa-backend.patch
 )
 
 # The fork's own files, at their paths in the QEMU tree: the same list as
