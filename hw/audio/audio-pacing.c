@@ -73,6 +73,19 @@
  */
 #define LATE_KEEP_NS            (LATE_MAX_NS - LATE_MAX_NS / 10)
 /*
+ * PipeWire's graph, through pipewire-pulse or straight, takes a quantum of
+ * a new stream and then nothing for some 40-60 ms (traced in the bench).
+ * A clock that ran on meanwhile left all of that in the FIFO, to play late
+ * until steering drained it over seconds (53 ms at the peak, 28 ms still
+ * 2 s later).  So a playback stream's clock starts as the backend does:
+ * until a backend that asks to be kept full has taken START_NS of sound,
+ * the clock waits while that backend leaves a tick in the FIFO, as a card
+ * waits for its codec's first frame.  A backend that does not take keeps
+ * the guest waiting HOLD_MAX_NS at most, and then is idle (IDLE_NS).
+ */
+#define START_NS                (100 * SCALE_MS)
+#define HOLD_MAX_NS             (100 * SCALE_MS)
+/*
  * After a longer stall of QEMU (a frozen cgroup, a debugger, a host that
  * swapped) the DMA owes more than its FIFO holds: a card's DMA would have
  * run on through the guest's ring, and the FIFO keeps only its newest
@@ -217,6 +230,15 @@ static void steer(AudioPacingStream *st, int room)
     }
 }
 
+static void start_over(AudioPacingStream *st)
+{
+    if (st->start_left) {
+        st->start_left = 0;
+        trace_audio_pacing_started(st->pacing->device, st->index,
+                                   st->held_ns);
+    }
+}
+
 /* Move the frames due by now; returns now. */
 static int64_t clock_advance(AudioPacingStream *st)
 {
@@ -229,6 +251,15 @@ static int64_t clock_advance(AudioPacingStream *st)
     if (elapsed > STALL_MAX_NS) {
         trace_audio_pacing_stall(p->device, st->index, elapsed);
         elapsed = STALL_MAX_NS;
+    }
+    if (st->start_left && st->backlogged) {
+        trace_audio_pacing_held(p->device, st->index, elapsed,
+                                st->fifo.len);
+        st->held_ns += elapsed;
+        if (st->held_ns >= HOLD_MAX_NS) {
+            start_over(st);
+        }
+        return now;
     }
     st->frac += muldiv64(elapsed * st->rate, 1000000 + st->ppm, 1000000);
     frames = st->frac / NANOSECONDS_PER_SECOND;
@@ -265,6 +296,7 @@ static void stream_reset(AudioPacingStream *st)
     st->ppm = 0;
     st->low_fill = 0;
     st->low_room = 0;
+    st->start_left = 0;
     st->fifo.head = st->fifo.len = 0;
 }
 
@@ -279,6 +311,9 @@ static void stream_start(AudioPacingStream *st)
     st->last_ns = now;
     /* While the stream was stopped the backend had nothing to take. */
     st->last_take_ns = now;
+    st->start_left = st->output ? ns_bytes(st, START_NS) : 0;
+    st->held_ns = 0;
+    st->backlogged = false;
     timer_mod(st->timer, now + st->pacing->period_us * SCALE_US);
 }
 
@@ -361,9 +396,10 @@ bool audio_pacing_set_active(AudioPacing *p, int index, bool on)
 /* --- the data path -------------------------------------------------------- */
 
 /*
- * The guest's clock never waits for the backend: a real card's DMA runs
- * on whatever the host does with the sound.  When the backend has taken
- * nothing for so long that the FIFO is full, the oldest bytes give way.
+ * Once started (START_NS), the guest's clock never waits for the
+ * backend: a real card's DMA runs on whatever the host does with the
+ * sound.  When the backend has taken nothing for so long that the FIFO
+ * is full, the oldest bytes give way.
  */
 int audio_pacing_write(AudioPacing *p, int index, SWVoiceOut *voice,
                        const void *buf, int len)
@@ -449,7 +485,13 @@ void audio_pacing_backend_out(AudioPacing *p, int index, SWVoiceOut *voice,
         fifo_drop(&st->fifo, done);
         free -= done;
         st->last_take_ns = now;
+        if (done >= st->start_left) {
+            start_over(st);
+        } else {
+            st->start_left -= done;
+        }
     }
+    st->backlogged = full && st->fifo.len >= tick_bytes(st);
     if (!st->active && !st->fifo.len) {
         /* The stream stopped and has played out. */
         trace_audio_pacing_played_out(p->device, st->index);

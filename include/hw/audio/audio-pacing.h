@@ -44,6 +44,9 @@ typedef struct AudioPacingStream {
     int32_t ppm;                /* drift correction in force */
     int64_t low_fill;           /* FIFO low water mark, smoothed, x256 */
     int64_t low_room;           /* backend room left, smoothed, x256 */
+    uint32_t start_left;        /* bytes the backend takes before started */
+    int64_t held_ns;            /* the clock waited for it, this start */
+    bool backlogged;            /* it left a tick or more in the FIFO */
     AudioPacingFifo fifo;
 } AudioPacingStream;
 
