@@ -225,10 +225,17 @@ class SinkClock:
 
     A chunk of the recorder arrives after its last frame played, so each
     says T0 <= arrival - frames / RATE, equal when nothing delayed it.
-    T0 is not one constant: when a stream starts or changes its latency,
-    PulseAudio rewinds what the sink had rendered ahead, and the monitor
-    had already sent part of it.  So T0 at a moment is the least of the
-    chunks' bounds within WINDOW s of it."""
+    T0 is not one constant.  It steps down when a stream starts or changes
+    its latency: PulseAudio rewinds what the sink had rendered ahead, and
+    the monitor had already sent part of it.  It steps up when the sink
+    stops for a while: PipeWire's graph pauses some 40-60 ms as a stream
+    joins it.  So T0 at a moment is the least of the chunks' bounds
+    within WINDOW s before it, or of those within WINDOW s after it,
+    whichever is later: each side's least is the least delayed chunk's
+    bound, and a step on one side is only on that side.  (The least of
+    both sides together took T0 from before a step up for a second after
+    it: at the native path's starts, its reads then came out 60 ms early,
+    and past the counter's period, 680 ms late.)"""
 
     WINDOW = 1.0
 
@@ -239,8 +246,11 @@ class SinkClock:
 
     def t0(self, t):
         lo = bisect.bisect_left(self.times, t - self.WINDOW)
+        mid = bisect.bisect_right(self.times, t)
         hi = bisect.bisect_right(self.times, t + self.WINDOW)
-        return min(self.bounds[lo:hi], default=None)
+        sides = [min(b) for b in (self.bounds[lo:mid], self.bounds[mid:hi])
+                 if b]
+        return max(sides, default=None)
 
     def noise(self, start, end):
         """Median lateness of the chunks arriving within [@start, @end]

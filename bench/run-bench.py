@@ -1077,7 +1077,10 @@ def in_force_from_trace(path, pa_samples, qmp_samples, wall_offset):
     """The fork's latency in force at each of @pa_samples' times, as QMP
     samples ({"t", "latency"}), from its pa_latency trace lines (wall
     clock; @wall_offset is time.time() - time.monotonic()).  Before the
-    first change it is what the first QMP sample said."""
+    first change it is what the first QMP sample said.  A stream
+    pipewire-pulse does not list (the fork's native path) has no
+    PulseAudio samples: then every SAMPLE_INTERVAL over the QMP samples'
+    span."""
     changes = []
     try:
         with open(path) as f:
@@ -1091,12 +1094,17 @@ def in_force_from_trace(path, pa_samples, qmp_samples, wall_offset):
     if not qmp_samples and not changes:
         return qmp_samples
     level = changes[0][1] if changes else qmp_samples[0]["latency"]
+    times = [s["t"] for s in pa_samples]
+    if not times and len(qmp_samples) > 1:
+        first, last = qmp_samples[0]["t"], qmp_samples[-1]["t"]
+        times = [first + i * SAMPLE_INTERVAL for i in
+                 range(int((last - first) / SAMPLE_INTERVAL) + 1)]
     out, i = [], 0
-    for s in pa_samples:
-        while i < len(changes) and changes[i][0] <= s["t"]:
+    for t in times:
+        while i < len(changes) and changes[i][0] <= t:
             level = changes[i][2]
             i += 1
-        out.append({"t": s["t"], "latency": level})
+        out.append({"t": t, "latency": level})
     return out
 
 

@@ -63,6 +63,19 @@ def test_counter_reading():
     got = latency.latencies([(played - 0.005, 23999)], offsets, numbers,
                             clock)
     assert len(got) == 1 and abs(got[0] - 0.005) < 1e-6, got
+    # The sink stopped for 50 ms after chunk 20 (PipeWire's graph as a
+    # stream joins): a frame read just after that is still 5 ms early,
+    # and one read just before it, 55 ms.
+    stamps = [(100 + k * 0.025 + 0.003 + (0.05 if k > 20 else 0),
+               k * 4800) for k in range(1, 50)]
+    clock = latency.SinkClock(stamps)
+    after = 100.003 + 0.05 + 26399 / 48000
+    before = 100.003 + 23999 / 48000
+    got = latency.latencies([(after - 0.005, 26399),
+                             (before - 0.005, 23999)], offsets, numbers,
+                            clock)
+    assert len(got) == 2 and abs(got[0] - 0.005) < 1e-6 and \
+        abs(got[1] - 0.005) < 1e-6, got
 
 
 def test_disturbance_recovery():
@@ -138,6 +151,13 @@ def test_latency_in_force_from_the_trace():
     assert [(s["t"], s["latency"]) for s in got] == [
         (10.0, 5000), (10.4, 5000), (10.5, 6250), (11.0, 6250),
         (12.2, 6250), (12.3, 5000)], got
+    # The native path has no pactl samples: every 0.1 s over QMP's span.
+    qmp = [{"t": 10.0, "latency": 5000}, {"t": 12.0, "latency": 5000}]
+    got = rb.in_force_from_trace(log, [], qmp, offset)
+    assert len(got) == 21, got
+    assert [(round(s["t"], 1), s["latency"]) for s in got[4:7]] == [
+        (10.4, 5000), (10.5, 6250), (10.6, 6250)], got
+    assert got[-1]["latency"] == 6250, got
     # No trace file: the QMP samples stay.
     qmp = [{"t": 1.0, "latency": 5000}]
     assert rb.in_force_from_trace(os.path.join(tmp, "none"), pa, qmp,
