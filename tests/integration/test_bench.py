@@ -64,8 +64,9 @@ def test_counter_reading():
                             clock)
     assert len(got) == 1 and abs(got[0] - 0.005) < 1e-6, got
     # The sink stopped for 50 ms after chunk 20 (PipeWire's graph as a
-    # stream joins): a frame read just after that is still 5 ms early,
-    # and one read just before it, 55 ms.
+    # stream joins).  Frames read 5 ms before they played, one just
+    # after the pause and one just before it: both 5 ms (the least of
+    # both sides made the first -45 ms).
     stamps = [(100 + k * 0.025 + 0.003 + (0.05 if k > 20 else 0),
                k * 4800) for k in range(1, 50)]
     clock = latency.SinkClock(stamps)
