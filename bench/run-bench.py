@@ -241,6 +241,15 @@ def on_pipewire(opts):
 
 
 SAMPLE_INTERVAL = 0.1           # pactl, seconds
+# A stream PulseAudio has no view of (the fork's native path, pw-floor,
+# upstream's pipewire backend) is not sampled once the playback has run
+# this long without a sample finding it: each pactl is a process that
+# starts, mostly in the kernel, and on the bench's host (its scheduler
+# packs tasks onto one CPU, preempt=none) the thread it shares a CPU with
+# waits behind it.  Traced (perf sched), 3 of each 4-5 cycles that found
+# the fork's ring short in 30-60 s came after its main loop had waited
+# 1.2-2 ms for a pactl that measured nothing.
+PA_VIEW_GRACE_S = 1.0
 # query-audio-streams (fork), seconds.  In a disturbed run the latency in
 # force over time comes from the trace (in_force_from_trace): ten queries
 # a second would cost the fork's QEMU CPU that stock, which has no such
@@ -985,6 +994,14 @@ def wait_for_file(path, proc, timeout=30):
     return None
 
 
+def pa_view_wanted(pa_samples, start, now):
+    """Whether PulseAudio's view is still worth a pactl: until the
+    playback (from @start, None before) has run PA_VIEW_GRACE_S with no
+    sample of the stream, it may yet be a pulse stream."""
+    return bool(pa_samples) or start is None or \
+        now - start < PA_VIEW_GRACE_S
+
+
 def sample_until_done(case, daemon, console, proc, qmp_path, dist=None,
                       view=None):
     """Sample PulseAudio's stream latency (and the fork's own view) while
@@ -999,10 +1016,12 @@ def sample_until_done(case, daemon, console, proc, qmp_path, dist=None,
             dist.poll(console.marks.get(console.start), t)
         if view:
             view.poll(console.marks.get(console.start), t)
-        try:
-            s = parse_sink_inputs(daemon.pactl("list", "sink-inputs"))
-        except subprocess.CalledProcessError:
-            s = None
+        s = None
+        if pa_view_wanted(pa_samples, console.marks.get(console.start), t):
+            try:
+                s = parse_sink_inputs(daemon.pactl("list", "sink-inputs"))
+            except subprocess.CalledProcessError:
+                pass
         if s:
             s["t"] = t
             pa_samples.append(s)

@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 from harness import PulseDaemon, TOP, ensure_user
 
@@ -164,6 +165,42 @@ def test_latency_in_force_from_the_trace():
     assert rb.in_force_from_trace(os.path.join(tmp, "none"), pa, qmp,
                                   offset) is qmp
     shutil.rmtree(tmp)
+
+
+def test_pactl_only_while_it_may_see_the_stream():
+    """A stream PulseAudio has no view of is not sampled with pactl past
+    the first PA_VIEW_GRACE_S of the playback: each pactl costs the
+    measured client's CPU its start.  One it has a view of is sampled to
+    the end."""
+    rb = run_bench_module()
+    assert rb.pa_view_wanted([{"t": 1.0}], 0.0, 50.0)
+    assert rb.pa_view_wanted([], None, 50.0)
+    assert not rb.pa_view_wanted([], 0.0, rb.PA_VIEW_GRACE_S)
+    daemon = PulseDaemon(ensure_user(*DESK)).start()
+    try:
+        calls = []
+        pactl = daemon.pactl
+
+        def counted(*args):
+            calls.append(time.monotonic())
+            return pactl(*args)
+        daemon.pactl = counted
+        # The guest's console, with nothing playing to the daemon.
+        proc = subprocess.Popen(
+            ["sh", "-c", "sleep 0.5; echo BENCH-START; sleep 3; "
+             "echo BENCH-END"], stdout=subprocess.PIPE, text=True)
+        console = rb.Console(proc.stdout, lambda: proc.pid)
+        pa, _, _ = rb.sample_until_done({"qmp_streams": False}, daemon,
+                                        console, proc, None)
+        proc.wait()
+        start = console.marks["BENCH-START"]
+        assert pa == [], pa
+        assert [t for t in calls if t < start], calls
+        last = start + rb.PA_VIEW_GRACE_S + 2 * rb.SAMPLE_INTERVAL
+        assert not [t - start for t in calls if t > last], \
+            [t - start for t in calls]
+    finally:
+        daemon.stop()
 
 
 def test_price_of_low_latency_in_cpu():
