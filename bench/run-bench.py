@@ -157,6 +157,9 @@ CONFIGS = {
     # path asks): alone, pw-floor missed more cycles idle than loaded on
     # the bench's host, whose idle vCPUs wake late.
     "native-pw-5ms-guest": (NATIVE_PW, "pipewire", "5000", "hda"),
+    # node.latency exactly 128 frames, as the fork's native path asks:
+    # whether pw-floor's 240 (5 ms) is what misses cycles at 128.
+    "native-pw-128": (NATIVE_PW, "pipewire", "2667", None),
     # pw-floor as the fork's native path would play: node.latency 5 ms
     # (the graph runs at 128 frames), fed from a ring that a 1 ms tick
     # tops up to 4 / 6 ms; and at node.latency 10 ms (256 frames) from
