@@ -81,10 +81,13 @@
  * until a backend that asks to be kept full has taken START_NS of sound,
  * the clock waits while that backend leaves a tick in the FIFO, as a card
  * waits for its codec's first frame.  A backend that does not take keeps
- * the guest waiting HOLD_MAX_NS at most, and then is idle (IDLE_NS).
+ * the guest waiting HOLD_MAX_NS at most, and then is idle (IDLE_NS):
+ * longer than the graph's pause, and short enough that with a late tick
+ * on top the guest's DMA does not stand still for 100 ms (at 100 ms, a
+ * stream that never started stood still 106 ms under ASan).
  */
 #define START_NS                (100 * SCALE_MS)
-#define HOLD_MAX_NS             (100 * SCALE_MS)
+#define HOLD_MAX_NS             (75 * SCALE_MS)
 /*
  * After a longer stall of QEMU (a frozen cgroup, a debugger, a host that
  * swapped) the DMA owes more than its FIFO holds: a card's DMA would have
