@@ -730,8 +730,10 @@ def test_pipewire_start_is_not_held_back():
     for some 40 ms; a clock that ran on meanwhile left it all in the
     card's FIFO, to play that late while steering drained it over seconds
     (53 ms of it at the bench's starts, 28 ms still 2 s later; here, where
-    the graph does not pause, 2.2 ms).  After each exchange with the
-    backend, less than a tick is left."""
+    the graph does not pause, 1.8-2.4 ms at 128 frames).  After each
+    exchange with the backend, less than a tick is left.  Whether the
+    clock had to wait is not asked: a backend that takes at the first
+    tick leaves nothing to wait for (CI, both bases, at 128 frames)."""
     with daemon("pipewire") as d, \
             qemu(pa_args(d.socket) + ["-trace", "audio_pacing_tick",
                                       "-trace", "audio_pacing_held"]) as q:
@@ -742,11 +744,11 @@ def test_pipewire_start_is_not_held_back():
             assert player.play(1), "the guest ran out of interrupts"
         finally:
             player.stop()
-        assert q.wait_line("the clock waits", 1, mark) is not None, \
-            q.stderr()[-2000:]
         # Every other reading is the tick's, a tick's worth higher.
         late = sorted(fifo_after_start(q, mark, 150, 400))
-        assert late[len(late) // 4] < 1, late
+        held = q.wait_line("the clock waits", 0, mark) is not None
+        assert late[len(late) // 4] < 1, \
+            (late[::25], "the clock waited" if held else "no wait")
 
 
 def test_pipewire_off_keeps_pipewire_pulse():
