@@ -154,11 +154,10 @@ CONFIGS = {
     # busy TCG vCPU.  --daemon pipewire only.
     "native-pw-10ms-guest": (NATIVE_PW, "pipewire", "10000", "hda"),
     # The same at 5 ms (the graph at 128 frames, as the fork's native
-    # path asks): alone, pw-floor missed more cycles idle than loaded on
-    # the bench's host, whose idle vCPUs wake late.
+    # path asks).
     "native-pw-5ms-guest": (NATIVE_PW, "pipewire", "5000", "hda"),
-    # node.latency exactly 128 frames, as the fork's native path asks:
-    # whether pw-floor's 240 (5 ms) is what misses cycles at 128.
+    # node.latency exactly 128 frames, as the fork's native path asks
+    # (native-pw-5ms asks for 240; the graph runs at 128 for both).
     "native-pw-128": (NATIVE_PW, "pipewire", "2667", None),
     # pw-floor as the fork's native path would play: node.latency 5 ms
     # (the graph runs at 128 frames), fed from a ring that a 1 ms tick

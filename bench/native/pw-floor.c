@@ -55,7 +55,10 @@
 
 static struct {
     struct pw_main_loop *loop;
+    struct pw_context *context;
+    struct pw_core *core;
     struct pw_stream *stream;
+    struct spa_hook stream_listener;
     /* The graph's clock, as the node sees it each cycle. */
     struct spa_io_position *position;
     uint64_t frames_left;
@@ -360,13 +363,29 @@ int main(int argc, char **argv)
                               NULL);
     pw_properties_setf(props, PW_KEY_NODE_LATENCY, "%u/%u", quantum,
                        FLOOR_RATE);
-    st.stream = pw_stream_new_simple(pw_main_loop_get_loop(st.loop),
-                                     "pw-floor", props, &stream_events,
-                                     NULL);
-    if (!st.stream) {
-        fprintf(stderr, "pw-floor: pw_stream_new_simple failed\n");
+    /*
+     * client-rt.conf, as pw-cat and the fork's native path (pw-link.c)
+     * take it: it loads module-rt, which makes the data thread real-time.
+     * pw_stream_new_simple()'s context reads client.conf, and its data
+     * thread stayed SCHED_OTHER: at 128 frames the graph then went on
+     * without it some 70 times a minute (README-fork, 2026-12-05).
+     */
+    st.context = pw_context_new(pw_main_loop_get_loop(st.loop),
+                                pw_properties_new(PW_KEY_CONFIG_NAME,
+                                                  "client-rt.conf", NULL),
+                                0);
+    st.core = st.context ? pw_context_connect(st.context, NULL, 0) : NULL;
+    if (!st.core) {
+        fprintf(stderr, "pw-floor: cannot connect to PipeWire\n");
         return 1;
     }
+    st.stream = pw_stream_new(st.core, "pw-floor", props);
+    if (!st.stream) {
+        fprintf(stderr, "pw-floor: pw_stream_new failed\n");
+        return 1;
+    }
+    pw_stream_add_listener(st.stream, &st.stream_listener, &stream_events,
+                           NULL);
     params[0] = spa_format_audio_raw_build(&builder, SPA_PARAM_EnumFormat,
         &SPA_AUDIO_INFO_RAW_INIT(.format = SPA_AUDIO_FORMAT_S16_LE,
                                  .rate = FLOOR_RATE,
@@ -392,6 +411,8 @@ int main(int argc, char **argv)
         pthread_join(st.producer, NULL);
     }
     pw_stream_destroy(st.stream);
+    pw_core_disconnect(st.core);
+    pw_context_destroy(st.context);
     pw_main_loop_destroy(st.loop);
     pw_deinit();
     return st.status;

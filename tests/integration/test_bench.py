@@ -342,6 +342,39 @@ def test_native_pw_floor_plays_the_signal_through_its_ring():
     assert (st["lost"], st["repeated"], st["head"]) == (0, 0, 0), st
 
 
+def test_native_pw_floor_cycles_in_a_realtime_thread():
+    """pw-floor's data thread, where the graph's cycles call it, runs
+    real-time (module-rt, from client-rt.conf), as pw-cat's and the fork's
+    native path's do.  Built on pw_stream_new_simple() it read
+    client.conf, and its data thread stayed SCHED_OTHER: at 128 frames
+    the graph went on without it some 70 times a minute, and the bench
+    took that for PipeWire's floor (README-fork, 2026-12-05)."""
+    rb = run_bench_module()
+    rb.build_native(rb.NATIVE_PW)
+    daemon = PulseDaemon(ensure_user(*DESK), flavor="pipewire").start()
+    try:
+        p = subprocess.Popen([rb.NATIVE_PW, "20000", "2"],
+                             env=dict(os.environ, **rb.pw_env(daemon)),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        try:
+            # Streaming: the data thread has run cycles.
+            assert p.stdout.readline().startswith("PW-FLOOR-START"), \
+                p.stderr.read()
+            policies = {tid: os.sched_getscheduler(int(tid)) &
+                        ~os.SCHED_RESET_ON_FORK
+                        for tid in os.listdir(f"/proc/{p.pid}/task")}
+            out, err = p.communicate(timeout=30)
+        finally:
+            p.kill()
+            p.wait()
+    finally:
+        daemon.stop()
+    assert p.returncode == 0, err
+    assert os.SCHED_FIFO in policies.values() or \
+        os.SCHED_RR in policies.values(), policies
+
+
 def test_pipewire_daemon_gets_what_rtkit_grants():
     """--daemon pipewire-rtkit: the data loops of pipewire and
     pipewire-pulse real-time, their main threads at nice -11, as on a
