@@ -47,6 +47,7 @@
 #endif
 #include "trace.h"
 #include "qemu-vfio-audio/compat.h"
+#include FORK_RUNSTATE_H
 
 /* Defaults; bench/ has the measurements behind them. */
 #define PA_OUT_LATENCY_US       5000
@@ -423,6 +424,29 @@ static void pw_give_up(void *opaque, const char *socket, const char *why)
  * and pipewire-pulse restarts with the daemon.  Capture stays on the pulse
  * stream.
  */
+/*
+ * In PipeWire's data thread, for a cycle that found the ring short
+ * (pw-out.c): the audio layer's tick, run now, moves what the guest has
+ * played by now into the ring.  Only if the big lock is free: this thread
+ * must never wait for QEMU.  Under the lock it is the ring's one writer,
+ * as the main loop is.
+ */
+static bool native_rescue(void *opaque)
+{
+    PAStream *ps = opaque;
+    bool ran;
+
+    if (!fork_bql_trylock()) {
+        return false;
+    }
+    ran = runstate_is_running();
+    if (ran) {
+        audio_run(container_of(ps, PAVoiceOut, s)->hw.s, "pipewire");
+    }
+    fork_bql_unlock();
+    return ran;
+}
+
 static bool go_native(PAStream *ps)
 {
     PAAudio *pa = ps->pa;
@@ -436,6 +460,8 @@ static bool go_native(PAStream *ps)
         .frame = pa_frame_size(&ps->spec),
         .max_us = ps->max_latency_us,
         .tick_us = pa->dev->timer_period,
+        .rescue = native_rescue,
+        .opaque = ps,
     };
 
     if (ps->native) {

@@ -30,6 +30,7 @@
 #include "qemu/osdep.h"
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
+#include "qemu/rcu.h"
 #include "qemu/timer.h"
 #include "pw-link.h"
 #include "trace.h"
@@ -287,6 +288,31 @@ PWLink *pw_link_new(const char *socket, const char *id,
     return l;
 }
 
+/* Whether this thread (a context's data thread) registered with RCU. */
+static __thread bool data_thread_registered;
+
+void pw_link_data_thread_enter(void)
+{
+    if (!data_thread_registered) {
+        rcu_register_thread();
+        data_thread_registered = true;
+    }
+}
+
+/*
+ * Run in the data thread; or in the caller, if the thread is not running,
+ * which then has nothing to unregister.
+ */
+static int data_thread_leave(struct spa_loop *loop, bool async, uint32_t seq,
+                             const void *data, size_t size, void *opaque)
+{
+    if (data_thread_registered) {
+        rcu_unregister_thread();
+        data_thread_registered = false;
+    }
+    return 0;
+}
+
 void pw_link_add_client(PWLink *l, PWLinkClient *client)
 {
     QLIST_INSERT_HEAD(&l->clients, client, next);
@@ -307,6 +333,8 @@ void pw_link_free(PWLink *l)
     qemu_bh_delete(l->state_bh);
     drop_core(l);
     if (l->context) {
+        pw_data_loop_invoke(pw_context_get_data_loop(l->context),
+                            data_thread_leave, 0, NULL, 0, true, NULL);
         pw_context_destroy(l->context);
     }
     qemu_set_fd_handler(pw_loop_get_fd(l->loop), NULL, NULL, NULL);

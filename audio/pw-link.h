@@ -45,6 +45,13 @@ void pw_link_free(PWLink *link);
 void pw_link_add_client(PWLink *link, PWLinkClient *client);
 void pw_link_remove_client(PWLink *link, PWLinkClient *client);
 
+/*
+ * In the data thread, before it runs QEMU code that reads what RCU
+ * protects (a device's DMA): it registers once, and pw_link_free()
+ * unregisters it before the thread ends with the context.
+ */
+void pw_link_data_thread_enter(void);
+
 const char *pw_link_socket(PWLink *link);
 unsigned pw_link_reconnects(PWLink *link);
 

@@ -8,13 +8,20 @@
  * would queue a second.  The ring is kept at the latency the controller
  * (pa-voice.c) asks for, and at least at a quantum and two ticks; the
  * controller raises it when a main loop that comes late leaves a cycle
- * short.  The stream asks for 256 frames at 48 kHz.  At 128 it played
- * some 2.5 ms earlier on the bench, but the exact playback test lost 256
- * frames at the sink in two CI runs of three, for a reason not yet found
- * (README-fork, 2026-12-05, stop 40).
+ * short.  Before that, a cycle that finds the ring short asks for it to
+ * be topped up at once, from its own thread (the rescue, pa-voice.c),
+ * which works whenever the main loop is late but holds no lock.
+ *
+ * The stream asks for 256 frames at 48 kHz.  At 128 it plays some 2.5 ms
+ * earlier, but it sets the whole desktop's graph to 128 while the guest
+ * plays, and a client beside it without real-time scheduling (a recorder
+ * asking for 1024 frames) then loses quanta that at 256 it does not
+ * (README-fork, "Filled in the cycle", stop 41).
  *
  * What crosses threads is read and written atomically: the ring's
  * positions and level, and what the data thread reports of its cycles.
+ * The ring has one writer at a time, whoever holds the big QEMU lock: the
+ * main loop, or the data thread during a rescue.
  * The data thread dequeues, copies and queues, and counts the cycles it
  * found the ring short.
  *
@@ -61,6 +68,8 @@ struct PWOut {
     uint32_t latency_us;        /* asked for */
     uint32_t tick_us;
     uint32_t keep;              /* bytes the ring is kept at */
+    PWOutRescue *rescue;
+    void *opaque;
 
     /* Crossing threads: the main loop writes wpos, the data thread rpos. */
     uint8_t *ring;
@@ -71,6 +80,7 @@ struct PWOut {
     uint32_t cycle_bytes;       /* what it took from the ring */
     int64_t cycle_ns;           /* and when, CLOCK_MONOTONIC */
     uint64_t short_cycles;
+    uint64_t rescued_cycles;
     unsigned streams;           /* made, since the start */
     bool draining;
     unsigned epoch;             /* bumped at each start, each stream */
@@ -161,6 +171,24 @@ static void out_process(void *opaque)
                        qatomic_read(&o->draining))) {
         o->primed = true;
         first = true;
+    }
+    /*
+     * A main loop that comes late leaves the ring short of what the guest
+     * has played by now; the rescue moves that now, from here, rather than
+     * play a gap (README-fork, "Filled in the cycle").
+     */
+    if (o->primed && o->rescue && ring_avail(o) < n &&
+        !qatomic_read(&o->draining)) {
+        uint32_t had = ring_avail(o);
+        bool ran;
+
+        pw_link_data_thread_enter();
+        ran = o->rescue(o->opaque);
+        trace_pw_out_rescue(o->name, ran, had, ring_avail(o), n);
+        if (ring_avail(o) >= n) {
+            qatomic_set(&o->rescued_cycles,
+                        qatomic_read(&o->rescued_cycles) + 1);
+        }
     }
     if (o->primed) {
         got = ring_take(o, d->data, n);
@@ -490,6 +518,11 @@ uint64_t pw_out_short_cycles(PWOut *o)
     return qatomic_read(&o->short_cycles);
 }
 
+uint64_t pw_out_rescued_cycles(PWOut *o)
+{
+    return qatomic_read(&o->rescued_cycles);
+}
+
 bool pw_out_measured_us(PWOut *o, uint64_t *us)
 {
     struct pw_time t;
@@ -522,6 +555,8 @@ PWOut *pw_out_new(PWLink *link, const PWOutSpec *spec)
     o->channels = spec->channels;
     o->frame = MAX(spec->frame, 1);
     o->tick_us = spec->tick_us;
+    o->rescue = spec->rescue;
+    o->opaque = spec->opaque;
     o->state = PW_STREAM_STATE_UNCONNECTED;
     /* Room for the deepest level, a quantum of any size, and a write. */
     o->size = pow2ceil(MAX(2 * most + 2 * (uint64_t)o->rate * o->frame / 10,

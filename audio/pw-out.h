@@ -14,6 +14,13 @@
 
 typedef struct PWOut PWOut;
 
+/*
+ * In the data thread, for a cycle that finds the ring short: top it up
+ * now, if that can be done without waiting for anything.  Returns
+ * whether it could.
+ */
+typedef bool PWOutRescue(void *opaque);
+
 typedef struct PWOutSpec {
     const char *name;       /* node.name and media.name */
     const char *target;     /* target.object; NULL: the default sink */
@@ -23,6 +30,8 @@ typedef struct PWOutSpec {
     uint32_t frame;         /* bytes */
     uint32_t max_us;        /* the deepest the ring is ever asked to be */
     uint32_t tick_us;       /* how often the ring is topped up */
+    PWOutRescue *rescue;    /* may be NULL */
+    void *opaque;
 } PWOutSpec;
 
 /*
@@ -61,6 +70,8 @@ unsigned pw_out_streams(PWOut *out);
 
 /* Cycles of the graph that found the ring short since the stream began. */
 uint64_t pw_out_short_cycles(PWOut *out);
+/* Of the cycles that found it short, those the rescue filled. */
+uint64_t pw_out_rescued_cycles(PWOut *out);
 
 /*
  * From the moment a byte is written to the moment it is heard: the ring,

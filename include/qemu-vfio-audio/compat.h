@@ -24,18 +24,24 @@
 #define FORK_QDICT_H "qobject/qdict.h"
 #define FORK_QJSON_H "qobject/qjson.h"
 #define FORK_QSTRING_H "qobject/qstring.h"
+#define FORK_RUNSTATE_H "system/runstate.h"
 #else
 #define FORK_KVM_H "sysemu/kvm.h"
 #define FORK_QDICT_H "qapi/qmp/qdict.h"
 #define FORK_QJSON_H "qapi/qmp/qjson.h"
 #define FORK_QSTRING_H "qapi/qmp/qstring.h"
+#define FORK_RUNSTATE_H "sysemu/runstate.h"
 #endif
 
-/* 8.2 renamed the big QEMU lock's calls. */
+/* 8.2 renamed the big QEMU lock's calls; the trylock is our glue's. */
 #ifdef FORK_BASE_10
 #define fork_bql_locked() bql_locked()
+#define fork_bql_trylock() bql_trylock()
+#define fork_bql_unlock() bql_unlock()
 #else
 #define fork_bql_locked() qemu_mutex_iothread_locked()
+#define fork_bql_trylock() qemu_mutex_trylock_iothread()
+#define fork_bql_unlock() qemu_mutex_unlock_iothread()
 #endif
 
 /*

@@ -203,6 +203,7 @@ PATCHES=(
 	"${FORK_S}"/patches/10.0/0016-audio-a-backend-the-fuzzer-controls.patch
 	"${FORK_S}"/patches/10.0/0017-qtest-a-clock-that-stalls.patch
 	"${FORK_S}"/patches/10.0/0018-audio-legacy-variables-are-back.patch
+	"${FORK_S}"/patches/10.0/0020-cpus-a-trylock-for-the-big-lock.patch
 )
 
 # The fork's own files, at their paths in the QEMU tree: the same list as

@@ -194,6 +194,7 @@ PATCHES=(
 	"${FORK_S}"/patches/7.2/0016-audio-a-backend-the-fuzzer-controls.patch
 	"${FORK_S}"/patches/7.2/0017-qtest-a-clock-that-stalls.patch
 	"${FORK_S}"/patches/7.2/0019-build-a-pipewire-option-for-the-pa-backend.patch
+	"${FORK_S}"/patches/7.2/0020-cpus-a-trylock-for-the-big-lock.patch
 )
 
 # The fork's own files, at their paths in the QEMU tree: the same list as
