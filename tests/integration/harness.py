@@ -8,6 +8,7 @@ the virtual clock (and with it the audio timer) runs in real time.
 
 import base64
 import collections
+import ctypes
 import json
 import os
 import pwd
@@ -576,6 +577,12 @@ def find_pattern(data, frames):
 
 # --- QEMU ------------------------------------------------------------------
 
+# ptrace(2) and wait(2) on one thread; x86_64's ppoll.
+PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
+WALL = 0x40000000
+SYS_PPOLL = 271
+
+
 def qemu_binary():
     path = os.environ.get("QEMU_BINARY",
                           os.path.join(TOP, "build", "qemu-system-x86_64"))
@@ -695,6 +702,34 @@ class Qemu:
         if self.proc.poll() is not None:
             return False
         return "status" in self.cmd_qmp("query-status")
+
+    def stall_main_loop(self, seconds, tries=100):
+        """QEMU's main thread stopped for @seconds while its other threads
+        run, as when its timer comes late: ptrace stops that thread alone.
+        It is stopped where the main loop waits (ppoll), holding no lock;
+        anywhere else it is let go and stopped again.  Returns when it was
+        stopped and let go, as time.time() (the trace's clock)."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long,
+                                ctypes.c_void_p, ctypes.c_void_p]
+        tid = self.proc.pid
+        for _ in range(tries):
+            if libc.ptrace(PTRACE_SEIZE, tid, None, None) or \
+                    libc.ptrace(PTRACE_INTERRUPT, tid, None, None):
+                raise OSError(ctypes.get_errno(), "ptrace")
+            os.waitpid(tid, WALL)
+            try:
+                with open(f"/proc/{tid}/syscall") as f:
+                    waiting = f.read().split()[0] == str(SYS_PPOLL)
+                if waiting:
+                    start = time.time()
+                    time.sleep(seconds)
+            finally:
+                libc.ptrace(PTRACE_DETACH, tid, None, None)
+            if waiting:
+                return start, time.time()
+        raise AssertionError(f"QEMU's main thread never stopped in ppoll "
+                             f"in {tries} tries")
 
     def wait_exit(self, timeout=20):
         try:

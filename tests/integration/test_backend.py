@@ -687,6 +687,51 @@ def test_pipewire_pulse_playback():
         assert stream(q)["lost"] == 0, stream(q)
 
 
+def test_pipewire_cycles_fill_while_the_main_loop_stalls():
+    """A main loop that comes late leaves the native stream's ring short:
+    a host that ran PipeWire's real-time thread first, a main thread
+    runnable behind another task (README-fork, "Filled in the cycle").
+    Here QEMU's main thread is stopped for 30 ms, several times the ring,
+    five times while the guest plays.  A cycle that finds the ring short
+    runs the audio layer from PipeWire's thread and plays what the guest
+    played by then: no cycle in a stall is short.  Without that, each
+    stall was an underrun.  (A short cycle outside the stalls, one a
+    minute on the bench, is a main loop holding the lock as a cycle came:
+    not this test's.)"""
+    with daemon("pipewire") as d, \
+            qemu(pa_args(d.socket) + ["-trace", "pw_out_rescue",
+                                      "-trace", "pw_out_short",
+                                      "-msg", "timestamp=on"]) as q:
+        wait_connected(q, timeout=15)
+        player = start_playing(q, pattern(RATE * 10))
+        stalls = []
+        try:
+            assert player.play(5, until=lambda: player.irqs >= 30)
+            before = stream(q)
+            mark = len(q.lines)
+            for _ in range(5):
+                stalls.append(q.stall_main_loop(0.03))
+                irqs = player.irqs
+                assert player.play(5, until=lambda: player.irqs >= irqs + 3)
+            after = stream(q)
+        finally:
+            player.stop()
+
+        def during_stalls(event):
+            """The lines of @event traced while the main thread was
+            stopped, or a tick after."""
+            return [line for line in q.lines[mark:]
+                    if (m := re.search(r"@(\d+\.\d+):" + event, line)) and
+                    any(a <= float(m[1]) <= b + 0.001 for a, b in stalls)]
+        filled = [line for line in during_stalls("pw_out_rescue")
+                  if (m := re.search(r"then (\d+), of the (\d+)", line)) and
+                  int(m[1]) >= int(m[2])]
+        assert len(filled) >= 5, q.stderr()[-3000:]
+        assert not during_stalls("pw_out_short"), \
+            "\n".join(during_stalls("pw_out_(short|rescue)"))
+        assert after["lost"] == before["lost"], (before, after)
+
+
 def test_pipewire_start_takes_a_whole_quantum():
     """The native stream plays from the level it keeps, as a pulse stream
     plays from its prebuf: the first cycle after each start of the guest
