@@ -707,8 +707,9 @@ class Qemu:
         """QEMU's main thread stopped for @seconds while its other threads
         run, as when its timer comes late: ptrace stops that thread alone.
         It is stopped where the main loop waits (ppoll), holding no lock;
-        anywhere else it is let go and stopped again.  Returns when it was
-        stopped and let go, as time.time() (the trace's clock)."""
+        anywhere else it is let go and stopped again.  Returns a time
+        after it stopped and one before it was let go, as time.time()
+        (the trace's clock)."""
         libc = ctypes.CDLL(None, use_errno=True)
         libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long,
                                 ctypes.c_void_p, ctypes.c_void_p]
@@ -724,10 +725,11 @@ class Qemu:
                 if waiting:
                     start = time.time()
                     time.sleep(seconds)
+                    end = time.time()
             finally:
                 libc.ptrace(PTRACE_DETACH, tid, None, None)
             if waiting:
-                return start, time.time()
+                return start, end
         raise AssertionError(f"QEMU's main thread never stopped in ppoll "
                              f"in {tries} tries")
 

@@ -697,7 +697,8 @@ def test_pipewire_cycles_fill_while_the_main_loop_stalls():
     played by then: no cycle in a stall is short.  Without that, each
     stall was an underrun.  (A short cycle outside the stalls, one a
     minute on the bench, is a main loop holding the lock as a cycle came:
-    not this test's.)"""
+    not this test's.)  Stopped in ppoll, the main thread holds no lock,
+    and the halted vCPU takes none."""
     with daemon("pipewire") as d, \
             qemu(pa_args(d.socket) + ["-trace", "pw_out_rescue",
                                       "-trace", "pw_out_short",
@@ -719,10 +720,11 @@ def test_pipewire_cycles_fill_while_the_main_loop_stalls():
 
         def during_stalls(event):
             """The lines of @event traced while the main thread was
-            stopped, or a tick after."""
+            stopped.  Once let go, it holds the lock as it catches up, and
+            a cycle then may be short (slower under ASan)."""
             return [line for line in q.lines[mark:]
                     if (m := re.search(r"@(\d+\.\d+):" + event, line)) and
-                    any(a <= float(m[1]) <= b + 0.001 for a, b in stalls)]
+                    any(a <= float(m[1]) <= b for a, b in stalls)]
         filled = [line for line in during_stalls("pw_out_rescue")
                   if (m := re.search(r"then (\d+), of the (\d+)", line)) and
                   int(m[1]) >= int(m[2])]
