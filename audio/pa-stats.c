@@ -44,6 +44,8 @@ static void add_info(const PAStreamInfo *in, void *opaque)
     out->reconnects = in->reconnects;
     out->streams = in->stats.streams;
     out->bytes = in->stats.bytes;
+    out->has_rescues = in->has_rescues;
+    out->rescues = in->rescues;
     QAPI_LIST_APPEND(*tail, out);
 }
 
@@ -83,5 +85,9 @@ void hmp_info_audio(Monitor *mon, const QDict *qdict)
                        PRIu64 ", bytes %" PRIu64 "\n", i->underruns,
                        i->overruns, i->lost, i->drops, i->adjustments,
                        i->reconnects, i->streams, i->bytes);
+        if (i->has_rescues) {
+            monitor_printf(mon, "  short cycles filled from PipeWire's "
+                           "thread: %" PRIu64 "\n", i->rescues);
+        }
     }
 }

@@ -1379,6 +1379,8 @@ void pa_stream_stats_foreach(PAStreamStatsFn fn, void *opaque)
                 info.server = pw_link_socket(pa->pw);
                 info.reconnects = pw_link_reconnects(pa->pw);
                 info.stats.streams += pw_out_streams(ps->native);
+                info.has_rescues = true;
+                info.rescues = pw_out_rescued_cycles(ps->native);
                 info.has_measured = pw_out_measured_us(ps->native,
                                                        &info.measured_us);
                 fn(&info, opaque);

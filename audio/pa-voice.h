@@ -38,6 +38,8 @@ typedef struct PAStreamInfo {
     pa_buffer_attr attr;        /* what the server granted */
     unsigned reconnects;
     PAStreamStats stats;
+    bool has_rescues;
+    uint64_t rescues;           /* our own PipeWire stream's (pw-out.c) */
 } PAStreamInfo;
 
 typedef void (*PAStreamStatsFn)(const PAStreamInfo *info, void *opaque);
