@@ -434,17 +434,16 @@ static void pw_give_up(void *opaque, const char *socket, const char *why)
 static bool native_rescue(void *opaque)
 {
     PAStream *ps = opaque;
-    bool ran;
 
     if (!fork_bql_trylock()) {
         return false;
     }
-    ran = runstate_is_running();
-    if (ran) {
+    /* A stopped guest plays nothing: there is nothing to wait for. */
+    if (runstate_is_running()) {
         audio_run(container_of(ps, PAVoiceOut, s)->hw.s, "pipewire");
     }
     fork_bql_unlock();
-    return ran;
+    return true;
 }
 
 static bool go_native(PAStream *ps)

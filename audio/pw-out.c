@@ -6,11 +6,12 @@
  * device's audio timer tops up in QEMU's main loop.  The graph's share of
  * the latency is then one quantum; filling from the main loop instead
  * would queue a second.  The ring is kept at the latency the controller
- * (pa-voice.c) asks for, and at least at a quantum and two ticks; the
+ * (pa-voice.c) asks for, and at least at a quantum and a tick; the
  * controller raises it when a main loop that comes late leaves a cycle
  * short.  Before that, a cycle that finds the ring short asks for it to
  * be topped up at once, from its own thread (the rescue, pa-voice.c),
- * which works whenever the main loop is late but holds no lock.
+ * which works whenever the main loop is late but holds no lock, and is
+ * tried again for a moment when it held the lock.
  *
  * The stream asks for 256 frames at 48 kHz.  At 128 it plays some 2.5 ms
  * earlier, but it sets the whole desktop's graph to 128 while the guest
@@ -44,6 +45,9 @@
 #define QUANTUM_48K             256
 /* What the graph may still hold once the ring is empty: two quanta. */
 #define DRAIN_QUANTA            2
+/* How long a rescue may try again, and how often (rescue()). */
+#define RESCUE_WAIT_US          500
+#define RESCUE_RETRY_US         50
 /* A stream the daemon failed is asked for again after this long. */
 #define RECREATE_MS             500
 
@@ -133,6 +137,41 @@ static uint32_t ring_take(PWOut *o, uint8_t *dst, uint32_t n)
     return n;
 }
 
+/*
+ * The rescue, tried again for a while when it could not fill the cycle
+ * but may soon: the lock was held (the main loop may be topping the ring
+ * up itself), or the card had not yet played the few frames the ring
+ * lacks.  A guest that played nothing is not waited for.  It never
+ * blocks on the lock: it sleeps between tries, for at most a tenth of a
+ * quantum in all.
+ */
+static void rescue(PWOut *o, uint32_t n)
+{
+    uint32_t had = ring_avail(o);
+    uint32_t few = muldiv64(o->tick_us, o->rate, 1000000) * o->frame;
+    int64_t until = get_clock() + RESCUE_WAIT_US * SCALE_US;
+    unsigned tries = 0;
+    bool ran;
+
+    pw_link_data_thread_enter();
+    for (;;) {
+        uint32_t before = ring_avail(o);
+
+        ran = o->rescue(o->opaque);
+        tries++;
+        if (ring_avail(o) >= n || get_clock() >= until ||
+            (ran && ring_avail(o) == before && n - before > few)) {
+            break;
+        }
+        g_usleep(RESCUE_RETRY_US);
+    }
+    trace_pw_out_rescue(o->name, ran, tries, had, ring_avail(o), n);
+    if (ring_avail(o) >= n) {
+        qatomic_set(&o->rescued_cycles,
+                    qatomic_read(&o->rescued_cycles) + 1);
+    }
+}
+
 static void out_process(void *opaque)
 {
     PWOut *o = opaque;
@@ -179,16 +218,7 @@ static void out_process(void *opaque)
      */
     if (o->primed && o->rescue && ring_avail(o) < n &&
         !qatomic_read(&o->draining)) {
-        uint32_t had = ring_avail(o);
-        bool ran;
-
-        pw_link_data_thread_enter();
-        ran = o->rescue(o->opaque);
-        trace_pw_out_rescue(o->name, ran, had, ring_avail(o), n);
-        if (ring_avail(o) >= n) {
-            qatomic_set(&o->rescued_cycles,
-                        qatomic_read(&o->rescued_cycles) + 1);
-        }
+        rescue(o, n);
     }
     if (o->primed) {
         got = ring_take(o, d->data, n);
@@ -416,12 +446,14 @@ static uint32_t unplayed(PWOut *o)
 
 /*
  * At the start of a cycle the ring must hold its quantum, and the last
- * top-up may be a tick old and the one before it late: anything less
- * than a quantum and two ticks is short at every cycle a tick comes late.
+ * top-up may be a tick old: anything less than a quantum and a tick is
+ * short at every cycle.  A tick that comes late is the rescue's.  Before
+ * it tried again (rescue()), that was a second tick here (README-fork,
+ * "Tried again", stop 42).
  */
 uint32_t pw_out_least_us(PWOut *o)
 {
-    return pw_out_quantum_us(o) + 2 * o->tick_us;
+    return pw_out_quantum_us(o) + o->tick_us;
 }
 
 uint32_t pw_out_quantum_us(PWOut *o)

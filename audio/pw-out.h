@@ -16,8 +16,8 @@ typedef struct PWOut PWOut;
 
 /*
  * In the data thread, for a cycle that finds the ring short: top it up
- * now, if that can be done without waiting for anything.  Returns
- * whether it could.
+ * now, if that can be done without waiting for anything.  Returns false
+ * if what it needs was busy, and it may be tried again.
  */
 typedef bool PWOutRescue(void *opaque);
 
