@@ -242,8 +242,8 @@ DAEMON_PRIORITY = {
 }
 
 
-def on_pipewire(opts):
-    return opts.daemon.startswith("pipewire")
+def on_pipewire(case):
+    return case["daemon"].startswith("pipewire")
 
 
 SAMPLE_INTERVAL = 0.1           # pactl, seconds
@@ -1078,8 +1078,8 @@ def conditions(case, opts):
     yields the daemon and the disturbance (None unless the case's load is
     disturb)."""
     daemon = harness.PulseDaemon(harness.ensure_user(*BENCH_USER),
-                                 realtime=opts.daemon.endswith("rtkit"),
-                                 flavor="pipewire" if on_pipewire(opts)
+                                 realtime=case["daemon"].endswith("rtkit"),
+                                 flavor="pipewire" if on_pipewire(case)
                                  else "pulseaudio").start()
     load = dist = None
     try:
@@ -1190,7 +1190,7 @@ def run_case(case, opts, rundir):
                         "-D", os.path.join(rundir, IN_FORCE_LOG)]
             env = dict(os.environ, BENCH_APPEND=append,
                        BENCH_CARD=case["card"], **qemu_env)
-            if on_pipewire(opts):
+            if on_pipewire(case):
                 view = PipeWireView(daemon, rundir, opts.seconds)
             rec = daemon.record()
             t0 = time.monotonic()
@@ -1320,7 +1320,7 @@ def run_native_case(case, opts, rundir):
             cmd = [NATIVE, f"unix:{daemon.socket}", latency,
                    str(opts.seconds), *minreq]
         result["env"] = env
-        if on_pipewire(opts):
+        if on_pipewire(case):
             view = PipeWireView(daemon, rundir, opts.seconds)
         rec = daemon.record()
         t0 = time.monotonic()
@@ -1597,11 +1597,62 @@ def ratio(fork, stock, get):
     return fmt(None if a is None or not b else a / b, 2)
 
 
+DAEMONS_NOTE = (
+    "A run of several daemons (--daemon a,b) plays each config on each, "
+    "one after the other under the same load: read → sink from the guest's "
+    "DMA read (or the native client's write) to the sink, as in the table "
+    "above, and each daemon's median less the first daemon's.")
+
+
+def case_base(c):
+    """The config's own name, without the daemon a run of several adds."""
+    return c.get("base", c["config"])
+
+
+def by_config(results):
+    """The results by setting, load, daemon and config."""
+    return {(r["case"]["setting"], r["case"]["load"],
+             r["case"].get("daemon", ""), case_base(r["case"])): r
+            for r in results}
+
+
+def daemons_table(results):
+    """Each config that ran on several daemons in this run: its read →
+    sink median on each, and how far each is from the first daemon's."""
+    by = by_config(results)
+    out = ["| period/buffer | load | config | daemon | read → sink median ms "
+           "| p95 | gaps | kept % | − first daemon's median, ms |",
+           "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    daemons = list(dict.fromkeys(d for _, _, d, _ in by))
+    seen = set()
+    for setting, load, _, base in by:
+        if (setting, load, base) in seen:
+            continue
+        seen.add((setting, load, base))
+        runs = [(d, by[(setting, load, d, base)]) for d in daemons
+                if (setting, load, d, base) in by]
+        if len(runs) < 2:
+            continue
+        period, buffer = SETTINGS[setting]
+        first = runs[0][1].get("sink", {}).get("absolute", {}).get("median")
+        for d, r in runs:
+            sink = r.get("sink", {})
+            ab = sink.get("absolute", {})
+            med, kept = ab.get("median"), sink.get("kept")
+            off = None if med is None or first is None else med - first
+            out.append(
+                f"| {period}/{buffer} | {load} | {base} | {d} | "
+                f"{fmt(med, 1)} | {fmt(ab.get('p95'), 1)} | "
+                f"{fmt(r.get('signal', {}).get('gaps'))} | "
+                f"{fmt(None if kept is None else 100 * kept, 3)} | "
+                f"{fmt(off, 1)} |")
+    return "\n".join(out) if len(out) > 2 else ""
+
+
 def ratio_table(results):
     """Each fork config vs its partners in RATIO_PAIRS (stock, the other
     backend, the native floor), per setting and load."""
-    by = {(r["case"]["setting"], r["case"]["load"], r["case"]["config"]): r
-          for r in results}
+    by = by_config(results)
     # read → sink too: PulseAudio's view is missing for upstream's
     # pipewire backend, and pipewire-pulse reports 0 for every stream.
     out = ["| period/buffer | load | fork | vs | median latency fork/other | "
@@ -1609,11 +1660,13 @@ def ratio_table(results):
            "CPU play fork/other | besides vCPU | "
            "wake-ups play fork/other | CPU whole fork/other |",
            "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
-    for (setting, load, config), fork in by.items():
-        for stock_cfg in RATIO_PAIRS.get(config, ()):
-            stock = by.get((setting, load, stock_cfg))
+    for (setting, load, daemon, base), fork in by.items():
+        config = fork["case"]["config"]
+        for stock_base in RATIO_PAIRS.get(base, ()):
+            stock = by.get((setting, load, daemon, stock_base))
             if not stock:
                 continue
+            stock_cfg = stock["case"]["config"]
             period, buffer = SETTINGS[setting]
             lat = ratio(fork, stock, lambda r: r["pa_latency"].get("median"))
             sink = ratio(fork, stock, lambda r: r.get("sink", {}).get(
@@ -1648,16 +1701,16 @@ def price_table(results):
     """Percentage points of a core each low-latency source pays over its
     stock-latency partner, per setting and load; the fork's besides its
     vCPU (a native client has none)."""
-    by = {(r["case"]["setting"], r["case"]["load"], r["case"]["config"]): r
-          for r in results}
+    by = by_config(results)
     out = ["| period/buffer | load | fork − stock, % of a core | "
            "native 5 ms − native stock, % of a core | fork's / native's |",
            "|---|---|---:|---:|---:|"]
-    keys = sorted({(s, ld) for s, ld, _ in by})
-    for setting, load in keys:
+    keys = sorted({(s, ld, d) for s, ld, d, _ in by})
+    for setting, load, daemon in keys:
         cost = []
         for low, high in PRICE_PAIRS:
-            a, b = by.get((setting, load, low)), by.get((setting, load, high))
+            a = by.get((setting, load, daemon, low))
+            b = by.get((setting, load, daemon, high))
             get = (lambda r: r.get("cpu_play_rest")) if low == "fork-hda" \
                 else (lambda r: r.get("cpu_play"))
             cost.append(None if not a or not b or get(a) is None or
@@ -1774,7 +1827,12 @@ def render(results, info, opts, started, finished, rundirs, plot=None):
         f"- kernel: {info['kernel']}",
         f"- PulseAudio: {info['pulseaudio']}; PipeWire: {info['pipewire']} "
         "(null sink, 48 kHz s16le "
-        f"stereo, as a throwaway user; {DAEMON_PRIORITY[opts.daemon]})",
+        "stereo, as a throwaway user; " +
+        "; ".join((f"{d}: " if len(opts.daemons) > 1 else "") +
+                  DAEMON_PRIORITY[d] for d in opts.daemons) + ")",
+        *([f"- daemons: each of {', '.join(opts.daemons)} in turn, a "
+           "fresh one per run; a config's name says which (config@daemon)"]
+          if len(opts.daemons) > 1 else []),
         f"- stock: `{STOCK}`: {info['stock']}",
         *([f"- stock 10.0: `{opts.stock10}`: {info['stock10']}" + (
             " (unpacked, not installed, from Debian's packages "
@@ -1820,13 +1878,14 @@ def render(results, info, opts, started, finished, rundirs, plot=None):
            "into `-audiodev none` (from the guest's first sound until "
            "pa-floor has ended): the floor with a TCG vCPU as busy as "
            "every guest config's on the same host"]
-          if any(r["case"]["config"] == "native-5ms-guest" for r in results)
+          if any(case_base(r["case"]) == "native-5ms-guest"
+                 for r in results)
           else []),
         *(["- native-stock-guest: pa-floor as native-5ms-guest, but with "
            "the requests of Debian's 7.2 at its defaults (tlength 46.44 ms, "
            "minreq 7.5 ms, the server's prebuf, early requests): what a "
            "client pays at stock's latency"]
-          if any(r["case"]["config"] == "native-stock-guest"
+          if any(case_base(r["case"]) == "native-stock-guest"
                  for r in results) else []),
         *(["- native-pw-5ms, native-pw-10ms: no guest and no QEMU: "
            "`bench/native/pw-floor.c` plays the same signal as a pw_stream "
@@ -1852,6 +1911,10 @@ def render(results, info, opts, started, finished, rundirs, plot=None):
     if pw:
         lines += ["## PipeWire's view of the stream", "", PW_NOTE, "", pw,
                   ""]
+    across = daemons_table(main)
+    if across:
+        lines += ["## The same config on each daemon", "", DAEMONS_NOTE, "",
+                  across, ""]
     ratios = ratio_table(main)
     if ratios:
         lines += ["## Fork default vs stock and the native floor", "",
@@ -1920,13 +1983,14 @@ def parse_args(argv):
                    help="an extra fork run with ',OPTS' added to -audiodev,"
                         " e.g. fork-lat10=out.latency=10000 (repeatable;"
                         " reported in a separate section)")
-    p.add_argument("--daemon", choices=sorted(DAEMON_PRIORITY),
-                   default="normal",
+    p.add_argument("--daemon", default="normal",
                    help="the sound server: PulseAudio at normal priority "
                         "(normal, the default) or with what rtkit grants on "
                         "a desktop (rtkit), or pipewire-pulse at normal "
                         "priority (pipewire) or with what rtkit grants "
-                        "(pipewire-rtkit)")
+                        "(pipewire-rtkit); a comma list runs every config "
+                        "on each in turn, in the same run (a config only "
+                        "PipeWire can play runs on its daemons alone)")
     p.add_argument("--trace", metavar="PATTERN",
                    help="QEMU trace events to record in every guest run "
                         "(-trace PATTERN), into qemu-trace.log in the "
@@ -1948,6 +2012,12 @@ def parse_args(argv):
                    help="keep each run's monitor recording (raw s16le)")
     opts = p.parse_args(argv)
     opts.argv = argv
+    opts.daemons = opts.daemon.split(",")
+    for d in opts.daemons:
+        if d not in DAEMON_PRIORITY:
+            p.error(f"--daemon: unknown daemon {d!r}; it accepts "
+                    f"{', '.join(sorted(DAEMON_PRIORITY))}, or a comma "
+                    "list of them")
     return opts
 
 
@@ -1959,7 +2029,8 @@ def plan(opts):
         if name not in CONFIGS:
             sys.exit(f"run-bench: unknown config {name}")
         binary, backend, extra_opts, card = CONFIGS[name]
-        if backend == "pipewire" and not on_pipewire(opts):
+        if backend == "pipewire" and not any(d.startswith("pipewire")
+                                             for d in opts.daemons):
             how = ("plays straight to pipewire" if binary == NATIVE_PW
                    else "plays through -audiodev pipewire")
             sys.exit(f"run-bench: {name} {how} and needs --daemon "
@@ -1979,12 +2050,19 @@ def plan(opts):
         for load in opts.loads.split(","):
             if load not in LOADS:
                 sys.exit(f"run-bench: unknown load {load}")
-            for name, c in configs.items():
-                # query-audio-streams is the fork's pa backend's own.
-                cases.append(dict(c, config=name, setting=setting,
-                                  load=load,
-                                  qmp_streams=c["binary"] == FORK and
-                                  c["backend"] == "pa"))
+            for daemon in opts.daemons:
+                for name, c in configs.items():
+                    if (c["backend"] == "pipewire" and
+                            not daemon.startswith("pipewire")):
+                        continue
+                    # query-audio-streams is the fork's pa backend's own.
+                    cases.append(dict(
+                        c, base=name, daemon=daemon, setting=setting,
+                        load=load,
+                        config=(f"{name}@{daemon}" if len(opts.daemons) > 1
+                                else name),
+                        qmp_streams=c["binary"] == FORK and
+                        c["backend"] == "pa"))
     return cases
 
 

@@ -231,6 +231,45 @@ def test_price_of_low_latency_in_cpu():
         table
 
 
+def test_several_daemons_in_one_run():
+    """--daemon a,b plays each config on each daemon in turn, in one run,
+    a config only PipeWire plays on PipeWire's alone; each config's read
+    → sink on each daemon then stands side by side, less the first
+    daemon's.  A daemon not known is refused, naming what is."""
+    rb = run_bench_module()
+    opts = rb.parse_args(["--configs", "fork-hda,native-pw-10ms",
+                          "--loads", "idle", "--settings", "main",
+                          "--daemon", "rtkit,pipewire-rtkit"])
+    cases = rb.plan(opts)
+    assert [(c["config"], c["daemon"]) for c in cases] == [
+        ("fork-hda@rtkit", "rtkit"),
+        ("fork-hda@pipewire-rtkit", "pipewire-rtkit"),
+        ("native-pw-10ms@pipewire-rtkit", "pipewire-rtkit")], cases
+    results = [{"case": c, "signal": {"gaps": gaps},
+                "sink": {"kept": kept, "absolute": {"median": median,
+                                                    "p95": median + 1}}}
+               for c, gaps, kept, median in zip(
+                   cases, (2, 0, 0), (0.99996, 1.0, 1.0), (6.1, 7.3, 5.5))]
+    rows = rb.daemons_table(results).splitlines()[2:]
+    assert rows == [
+        "| 256/1024 | idle | fork-hda | rtkit | 6.1 | 7.1 | 2 | 99.996 | "
+        "0.0 |",
+        "| 256/1024 | idle | fork-hda | pipewire-rtkit | 7.3 | 8.3 | 0 | "
+        "100.000 | 1.2 |"], rows
+    # One daemon: the names stay as they were, and there is no such table.
+    one = rb.plan(rb.parse_args(["--configs", "fork-hda", "--loads", "idle",
+                                 "--settings", "main", "--daemon", "rtkit"]))
+    assert [c["config"] for c in one] == ["fork-hda"], one
+    assert rb.daemons_table([dict(results[0], case=one[0])]) == ""
+    r = subprocess.run([sys.executable,
+                        os.path.join(TOP, "bench", "run-bench.py"),
+                        "--daemon", "rtkit,pipewire-rtk"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r
+    assert "--daemon: unknown daemon 'pipewire-rtk'; it accepts normal, " \
+        "pipewire, pipewire-rtkit, rtkit" in r.stderr, r.stderr
+
+
 def test_native_floor_plays_the_signal_intact():
     rb = run_bench_module()
     rb.build_native()
