@@ -7,7 +7,8 @@ PulseAudio daemon with a null sink, and measures, side by side and under
 the same conditions:
 
   - the stream latency PulseAudio reports (pactl, sampled every ~100 ms),
-  - silent gaps and phase breaks in the null sink's monitor,
+  - silent gaps and phase breaks in the null sink's monitor (gaps heard
+    by two recorders of it, so that a recorder's own are not counted),
   - what share of the guest's frames reached the sink, and how long after
     the emulated DMA read them (bench/latency.py),
   - the guest's ALSA underruns,
@@ -242,8 +243,9 @@ DAEMON_PRIORITY = {
 }
 
 
-def on_pipewire(case):
-    return case["daemon"].startswith("pipewire")
+def on_pipewire(daemon):
+    """@daemon, a --daemon name, runs pipewire (and pipewire-pulse)."""
+    return daemon.startswith("pipewire")
 
 
 SAMPLE_INTERVAL = 0.1           # pactl, seconds
@@ -926,11 +928,13 @@ def analyse_signal(pcm):
     first = next((i for i in range(n) if left[i] or right[i]), None)
     if first is None:
         return {"signal_s": 0.0, "gaps": 0, "gap_ms": 0.0, "breaks": 0,
-                "late_gaps": 0, "where": []}
+                "late_gaps": 0, "where": [], "gap_marks": []}
     last = next(i for i in range(n - 1, -1, -1) if left[i] or right[i])
     gaps = gap_frames = breaks = signal_frames = late_gaps = 0
     where = []                  # (seconds into the signal, what), the first
                                 # WHERE_MAX
+    marks = []                  # per gap: seconds in, frames, the counter
+                                # before and after it (two_recorders())
     zero_run = 0
     ref_phase = None            # phase of the last reliable sample
     since_ref = 0               # signal frames since that sample
@@ -948,6 +952,10 @@ def analyse_signal(pcm):
             if len(where) < WHERE_MAX:
                 where.append((round((i - first) / RATE, 4),
                               f"gap {zero_run}"))
+            if len(marks) < WHERE_MAX:
+                marks.append(((i - first) / RATE, zero_run,
+                              latency.counter(right[i - zero_run - 1]),
+                              latency.counter(right[i])))
         elif zero_run:
             # The sawtooth's own zero crossing: signal, not silence.
             signal_frames += 1
@@ -973,7 +981,49 @@ def analyse_signal(pcm):
     return {"signal_s": signal_frames / RATE, "gaps": gaps,
             "gap_ms": gap_frames * 1000 / RATE, "breaks": breaks,
             "late_gaps": late_gaps,
-            "where": where}
+            "where": where, "gap_marks": marks}
+
+
+# Two recorders' gaps are one gap of the sink when they are this close
+# in the recordings (less than half the counter's period, 0.68 s, so that
+# the counter tells which) ...
+SAME_GAP_S = 0.25
+# ... and the signal's frames on either side overlap, give or take this
+# many (a resampled counter is read within ±4; one faded in after
+# silence says less).
+SAME_GAP_FRAMES = 48
+
+
+def two_recorders(a, b):
+    """What the sink played, from analyse_signal() of two recordings of it:
+    @a with its gaps counted only where @b heard them too, each
+    recorder's others apart.  A recorder that misses a cycle (parec
+    through pipewire-pulse, under load) has silence in place of frames,
+    or lacks them; its twin does not.  A gap of the sink is in both, at
+    the same place in the signal: the same frames before and after it,
+    or frames that overlap where one recorder's own loss runs into it.
+    At a rate other than 48 kHz the right channel is no counter
+    (MIN_GAP) and the place is the time alone."""
+    def same(x, y):
+        if abs(x[0] - y[0]) > SAME_GAP_S:
+            return False
+        # y's frames before and after, from x's frame before, within
+        # half a period either way.
+        lo = (y[2] - x[2] + latency.RAMP // 2) % latency.RAMP - \
+            latency.RAMP // 2
+        hi = lo + (y[3] - y[2]) % latency.RAMP
+        return (lo <= (x[3] - x[2]) % latency.RAMP + SAME_GAP_FRAMES and
+                hi >= -SAME_GAP_FRAMES)
+
+    both = [x for x in a["gap_marks"]
+            if any(same(x, y) for y in b["gap_marks"])]
+    b_only = [y for y in b["gap_marks"]
+              if not any(same(x, y) for x in a["gap_marks"])]
+    return dict(a, gaps=len(both),
+                late_gaps=sum(1 for x in both if x[0] >= SETTLED_S),
+                gap_ms=sum(x[1] for x in both) * 1000 / RATE,
+                one_recorder=(len(a["gap_marks"]) - len(both),
+                              len(b_only)))
 
 
 # --- one case -------------------------------------------------------------
@@ -1077,10 +1127,10 @@ def conditions(case, opts):
     """The sound server, and the load if the case has one, for one run;
     yields the daemon and the disturbance (None unless the case's load is
     disturb)."""
+    flavor = "pipewire" if on_pipewire(case["daemon"]) else "pulseaudio"
     daemon = harness.PulseDaemon(harness.ensure_user(*BENCH_USER),
                                  realtime=case["daemon"].endswith("rtkit"),
-                                 flavor="pipewire" if on_pipewire(case)
-                                 else "pulseaudio").start()
+                                 flavor=flavor).start()
     load = dist = None
     try:
         load = start_load() if case["load"] == "load" else None
@@ -1133,10 +1183,21 @@ def in_force_from_trace(path, pa_samples, qmp_samples, wall_offset):
     return out
 
 
-def save_run(rundir, opts, pcm, console, pa_samples, qmp_samples):
+def recorders(daemon, case):
+    """The sink's two recorders (two_recorders()).  On PipeWire the second
+    is pw-record: two parec through pipewire-pulse miss the same cycles
+    when pipewire-pulse does.  PulseAudio has no client but its own, so
+    there both are parec, and only a recorder's own losses (its pipe
+    read late) are told apart."""
+    return daemon.record(), daemon.record(native=on_pipewire(case["daemon"]))
+
+
+def save_run(rundir, opts, pcms, console, pa_samples, qmp_samples):
+    """@pcms: the two recorders' recordings (two_recorders())."""
     if opts.keep_audio:
-        with open(os.path.join(rundir, "monitor.raw"), "wb") as f:
-            f.write(pcm)
+        for name, pcm in zip(("monitor.raw", "monitor-twin.raw"), pcms):
+            with open(os.path.join(rundir, name), "wb") as f:
+                f.write(pcm)
     with open(os.path.join(rundir, "console.log"), "w") as f:
         f.write("\n".join(console.lines) + "\n")
     with open(os.path.join(rundir, "samples.json"), "w") as f:
@@ -1190,9 +1251,9 @@ def run_case(case, opts, rundir):
                         "-D", os.path.join(rundir, IN_FORCE_LOG)]
             env = dict(os.environ, BENCH_APPEND=append,
                        BENCH_CARD=case["card"], **qemu_env)
-            if on_pipewire(case):
+            if on_pipewire(case["daemon"]):
                 view = PipeWireView(daemon, rundir, opts.seconds)
-            rec = daemon.record()
+            rec, twin = recorders(daemon, case)
             t0 = time.monotonic()
             with open(os.path.join(rundir, "qemu-stderr.log"), "w") as err:
                 proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
@@ -1221,18 +1282,22 @@ def run_case(case, opts, rundir):
             console.thread.join(10)
             result["run_s"] = time.monotonic() - t0
             result["exit"] = proc.returncode
-            pcm = rec.stop()
+            pcm, twin_pcm = rec.stop(), twin.stop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    save_run(rundir, opts, pcm, console, pa_samples, qmp_samples)
+    save_run(rundir, opts, (pcm, twin_pcm), console, pa_samples,
+             qmp_samples)
     # A pipewire backend's stream is no PulseAudio stream: pipewire-pulse
     # lists it as a sink input with a buffer and sink latency of 0, which
     # is not a measurement.  Its format there is right.
     pa_view = case["backend"] == "pa"
     result.update(summarise(console, pa_samples, qmp_samples, final, pcm,
                             pa_view))
-    result["sink"] = sink_side(rundir, pcm, rec.stamps, probe.samples, opts,
-                               result, probe.errors)
+    result["signal"] = two_recorders(result["signal"],
+                                     analyse_signal(twin_pcm))
+    result["sink"] = sink_side(rundir, ((pcm, rec.stamps),
+                                        (twin_pcm, twin.stamps)),
+                               probe.samples, opts, result, probe.errors)
     if in_force_traced:
         qmp_samples = in_force_from_trace(
             os.path.join(rundir, IN_FORCE_LOG), pa_samples, qmp_samples,
@@ -1320,9 +1385,9 @@ def run_native_case(case, opts, rundir):
             cmd = [NATIVE, f"unix:{daemon.socket}", latency,
                    str(opts.seconds), *minreq]
         result["env"] = env
-        if on_pipewire(case):
+        if on_pipewire(case["daemon"]):
             view = PipeWireView(daemon, rundir, opts.seconds)
-        rec = daemon.record()
+        rec, twin = recorders(daemon, case)
         t0 = time.monotonic()
         with open(os.path.join(rundir, "qemu-stderr.log"), "w") as err:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
@@ -1340,12 +1405,15 @@ def run_native_case(case, opts, rundir):
         console.thread.join(10)
         result["run_s"] = time.monotonic() - t0
         result["exit"] = proc.returncode
-        pcm = rec.stop()
-    save_run(rundir, opts, pcm, console, pa_samples, [])
+        pcm, twin_pcm = rec.stop(), twin.stop()
+    save_run(rundir, opts, (pcm, twin_pcm), console, pa_samples, [])
     # pw-floor's stream is no PulseAudio stream: as for upstream's
     # backend, pipewire-pulse's latencies of it are 0 (run_case()).
     result.update(summarise(console, pa_samples, [], {}, pcm, not pw))
-    result["sink"] = sink_side(rundir, pcm, rec.stamps,
+    result["signal"] = two_recorders(result["signal"],
+                                     analyse_signal(twin_pcm))
+    result["sink"] = sink_side(rundir, ((pcm, rec.stamps),
+                                        (twin_pcm, twin.stamps)),
                                floor_reads(console.lines, tag), opts,
                                result, 0)
     end = console.value(f"{tag}-END") or ""
@@ -1425,13 +1493,23 @@ def summarise(console, pa_samples, qmp_samples, final, pcm, pa_view=True):
     return out
 
 
-def sink_side(rundir, pcm, stamps, reads, opts, result, probe_errors):
+def sink_side(rundir, recorders, reads, opts, result, probe_errors):
     """What reached the sink, and how late: the frame counter of the
-    signal against the source's reads of it (bench/latency.py)."""
+    signal against the source's reads of it (bench/latency.py).
+    @recorders: each recorder's (recording, stamps).  All is the first
+    recorder's but what was kept: a frame one recorder missed by itself
+    the sink still played (two_recorders()), so that is the better
+    recorder's."""
     exact = "48000Hz" in (result.get("stream_spec") or "")
     played = opts.seconds * RATE
-    offsets, numbers, out = latency.unwrap(pcm, played, 0 if exact else 4)
-    out.update(exact=exact, reads=len(reads), probe_errors=probe_errors)
+    runs = [latency.unwrap(pcm, played, 0 if exact else 4)
+            for pcm, _ in recorders]
+    offsets, numbers, out = runs[0]
+    stamps = recorders[0][1]
+    kept_each = [stats["kept"] for _, _, stats in runs]
+    out.update(exact=exact, reads=len(reads), probe_errors=probe_errors,
+               kept=max(kept_each), kept_each=kept_each,
+               kept_by=kept_each.index(max(kept_each)) + 1)
     if not numbers:
         return out
     with open(os.path.join(rundir, "sink.json"), "w") as f:
@@ -1493,8 +1571,9 @@ def result_row(r):
     return (f"| {period}/{buffer} | {c['config']} | {c['load']} | "
             f"{fmt(lat.get('median'))} | {fmt(lat.get('p95'))} | "
             f"{fmt(lat.get('p99'))} | {fmt(lat.get('max'))} | "
-            f"{sig['gaps']} | {sig['late_gaps']} | {fmt(sig['gap_ms'])} | "
-            f"{sig['breaks']} | "
+            f"{sig['gaps']} | {sig['late_gaps']} | "
+            f"{'/'.join(map(str, sig.get('one_recorder') or '–'))} | "
+            f"{fmt(sig['gap_ms'])} | {sig['breaks']} | "
             f"{fmt(sig['signal_s'], 2)} | {fmt(r.get('guest_underruns'))} | "
             f"{pct(r.get('cpu_play'))} | {pct(r.get('cpu_play_rest'), 1)} | "
             f"{fmt(r.get('wakeups_play'), 0)} | "
@@ -1505,7 +1584,9 @@ def result_row(r):
 
 SINK_NOTE = (
     "kept: the share of the frames the source played (seconds × 48000) "
-    "that reached the sink, by the counter in the signal's right channel; "
+    "that reached the sink, by the counter in the signal's right channel, "
+    "in the recording of the recorder that kept more ((2): the second "
+    "recorder's; the rest of the row is always the first's); "
     "lost: frames skipped, repeated: jumps back (a resampled stream, "
     "stock's 44.1 kHz, is read within ±4 frames); head/tail: frames "
     "missing before the first and after the last that arrived.  read → "
@@ -1528,11 +1609,11 @@ PW_NOTE = (
 
 TABLE_HEAD = (
     "| period/buffer | config | load | PA lat median ms | p95 | p99 | max | "
-    f"gaps | gaps after {SETTLED_S} s | gap ms | breaks | signal s | "
-    "guest xruns | CPU % play | besides vCPU | wake-ups/s play | "
+    f"gaps | gaps after {SETTLED_S} s | one recorder's | gap ms | breaks | "
+    "signal s | guest xruns | CPU % play | besides vCPU | wake-ups/s play | "
     "CPU % whole | host busy % | steal % | notes |\n"
     "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    "---:|---:|---:|---:|---:|---|")
+    "---:|---:|---:|---:|---:|---:|---|")
 
 
 def run_table(results, key, head, row):
@@ -1576,8 +1657,9 @@ def sink_table(results):
     def row(k, c, pb):
         a = k.get("absolute", {})
         kept = k.get("kept")
+        second = " (2)" if k.get("kept_by") == 2 else ""
         return (f"| {pb} | {c['config']} | {c['load']} | "
-                f"{'–' if kept is None else f'{100 * kept:.3f}'} | "
+                f"{'–' if kept is None else f'{100 * kept:.3f}'}{second} | "
                 f"{fmt(k.get('lost'))}{'' if k.get('exact') else ' (±4)'} | "
                 f"{fmt(k.get('repeated'))} | "
                 f"{fmt(k.get('head'))}/{fmt(k.get('tail'))} | "
@@ -2029,8 +2111,8 @@ def plan(opts):
         if name not in CONFIGS:
             sys.exit(f"run-bench: unknown config {name}")
         binary, backend, extra_opts, card = CONFIGS[name]
-        if backend == "pipewire" and not any(d.startswith("pipewire")
-                                             for d in opts.daemons):
+        if backend == "pipewire" and not any(map(on_pipewire,
+                                                 opts.daemons)):
             how = ("plays straight to pipewire" if binary == NATIVE_PW
                    else "plays through -audiodev pipewire")
             sys.exit(f"run-bench: {name} {how} and needs --daemon "
@@ -2053,7 +2135,7 @@ def plan(opts):
             for daemon in opts.daemons:
                 for name, c in configs.items():
                     if (c["backend"] == "pipewire" and
-                            not daemon.startswith("pipewire")):
+                            not on_pipewire(daemon)):
                         continue
                     # query-audio-streams is the fork's pa backend's own.
                     cases.append(dict(

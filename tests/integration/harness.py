@@ -396,10 +396,10 @@ class PulseDaemon:
                 f"the sink stays ahead of its latency: {got}"
             time.sleep(0.01)
 
-    def record(self):
+    def record(self, native=False):
         """A recorder of the sink, already receiving (the monitor sends
-        silence while nothing plays)."""
-        rec = Recorder(self)
+        silence while nothing plays); Recorder's @native."""
+        rec = Recorder(self, native)
         if not rec.wait_for(lambda data: len(data) > 0, 10):
             rec.stop()
             raise AssertionError("parec never started recording")
@@ -444,15 +444,26 @@ class Recorder:
     """parec on the null sink's monitor, read as it arrives.  Its buffer is
     generous: a recorder that falls behind drops a block of what it
     records (seen with pipewire-pulse), which would pass for a lost
-    block in what QEMU played."""
+    block in what QEMU played.
 
-    def __init__(self, daemon):
+    @native: pw-record instead, PipeWire's own client, straight to the
+    daemon: a recorder of its own process, which does not miss what
+    pipewire-pulse's clients miss together."""
+
+    def __init__(self, daemon, native=False):
         prefix, env = as_user(daemon.pw, daemon.env)
-        self.proc = subprocess.Popen(
-            prefix + ["parec", "--device=null.monitor", "--raw",
-                      "--format=s16le", f"--rate={RATE}", "--channels=2",
-                      "--latency-msec=50"],
-            env=env, stdout=subprocess.PIPE, cwd="/")
+        if native:
+            cmd = ["pw-record", "--target=null",
+                   "--properties=stream.capture.sink=true",
+                   f"--rate={RATE}", "--channels=2", "--format=s16",
+                   "--latency=50ms", "-"]
+        else:
+            cmd = ["parec", "--device=null.monitor", "--raw",
+                   "--format=s16le", f"--rate={RATE}", "--channels=2",
+                   "--latency-msec=50"]
+        self.proc = subprocess.Popen(prefix + cmd, env=env,
+                                     stdout=subprocess.PIPE, cwd="/")
+        self.native = native
         self.data = bytearray()
         # (arrival time, bytes so far) per chunk: when the sink played
         # what (bench/latency.py).

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 
+import harness
 from harness import PulseDaemon, TOP, ensure_user
 
 DESK = ("qva-desk1", 1701)
@@ -229,6 +230,80 @@ def test_price_of_low_latency_in_cpu():
     assert rows == ["| 256/1024 | idle | 1.5 | 5.0 | 0.30 |",
                     "| 256/1024 | stalls | -1.0 | 4.0 | fork ≤ stock |"], \
         table
+
+
+def test_gaps_heard_by_both_recorders():
+    """Two recorders of the sink: a gap is the sink's only where both
+    heard it.  A recorder that misses a cycle under load records it as
+    silence in place of the frames (or loses them), and that is its own
+    loss, not the player's; a source's gap (silence between two frames
+    that follow on) is in both, also where one recorder's own loss runs
+    into it."""
+    rb = run_bench_module()
+    source = list(range(10000)) + [None] * 256
+    a = (source + list(range(10000, 30000)) + [None] * 256 +
+         list(range(30256, 90000)))
+    b = (source + list(range(10000, 50000)) + [None] * 256 +
+         list(range(50256, 90000)))
+    sig = rb.two_recorders(rb.analyse_signal(signal(a)),
+                           rb.analyse_signal(signal(b)))
+    assert (sig["gaps"], sig["late_gaps"], sig["one_recorder"]) == \
+        (1, 0, (1, 1)), sig
+    assert sig["gap_ms"] == 256 * 1000 / rb.RATE, sig
+    # B's own loss of the 256 frames before the source's gap.
+    b = (list(range(9744)) + [None] * 512 + list(range(10000, 90000)))
+    sig = rb.two_recorders(rb.analyse_signal(signal(a)),
+                           rb.analyse_signal(signal(b)))
+    assert (sig["gaps"], sig["one_recorder"]) == (1, (1, 0)), sig
+    # The same counter one period (0.68 s) on is another gap.
+    b = (list(range(10000 + 32768)) + [None] * 256 +
+         list(range(10000 + 32768, 90000)))
+    sig = rb.two_recorders(rb.analyse_signal(signal(a)),
+                           rb.analyse_signal(signal(b)))
+    assert (sig["gaps"], sig["one_recorder"]) == (0, (2, 1)), sig
+    # Late: after SETTLED_S seconds of signal.
+    late = rb.SETTLED_S * rb.RATE + 1000
+    a = list(range(late)) + [None] * 256 + list(range(late, late + 9000))
+    sig = rb.two_recorders(rb.analyse_signal(signal(a)),
+                           rb.analyse_signal(signal(a)))
+    assert (sig["gaps"], sig["late_gaps"], sig["one_recorder"]) == \
+        (1, 1, (0, 0)), sig
+    # What reached the sink is the better recorder's: the first lost 256
+    # frames that the second has.
+    played = list(range(rb.RATE))
+    first = signal(played[:20000] + [None] * 256 + played[20256:])
+    opts = rb.parse_args(["--seconds", "1"])
+    result = {"stream_spec": "s16le 2ch 48000Hz", "pa_sink": {},
+              "pa_buffer": {}}
+    with tempfile.TemporaryDirectory() as rundir:
+        sink = rb.sink_side(rundir, ((first, []), (signal(played), [])),
+                            [], opts, result, 0)
+    assert (sink["kept"], sink["lost"], sink["kept_by"]) == (1.0, 256, 2), \
+        sink
+    assert sink["kept_each"] == [1 - 256 / rb.RATE, 1.0], sink
+
+
+def test_native_recorder_hears_the_sink():
+    """The bench's second recorder on PipeWire is pw-record, a process
+    of its own straight to the daemon: it records the null sink's
+    monitor as raw frames, all of a player's, in order."""
+    from harness import HostPlayer, find_pattern, pattern, pattern_complete
+    if not shutil.which("pw-record"):
+        raise harness.Skip("pw-record is not installed")
+    daemon = PulseDaemon(ensure_user(*DESK), flavor="pipewire").start()
+    try:
+        rec = daemon.record(native=True)
+        frames = 4800
+        HostPlayer(daemon, pattern(frames))
+        assert rec.wait_for(lambda data: pattern_complete(data, frames),
+                            30), \
+            len(rec.data)
+        data = rec.stop()
+    finally:
+        daemon.stop()
+    assert len(data) % 4 == 0, len(data)
+    gaps, why = find_pattern(data, frames)
+    assert why is None, why
 
 
 def test_several_daemons_in_one_run():
