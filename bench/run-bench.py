@@ -1493,19 +1493,19 @@ def summarise(console, pa_samples, qmp_samples, final, pcm, pa_view=True):
     return out
 
 
-def sink_side(rundir, recorders, reads, opts, result, probe_errors):
+def sink_side(rundir, recordings, reads, opts, result, probe_errors):
     """What reached the sink, and how late: the frame counter of the
     signal against the source's reads of it (bench/latency.py).
-    @recorders: each recorder's (recording, stamps).  All is the first
+    @recordings: each recorder's (recording, stamps).  All is the first
     recorder's but what was kept: a frame one recorder missed by itself
     the sink still played (two_recorders()), so that is the better
     recorder's."""
     exact = "48000Hz" in (result.get("stream_spec") or "")
     played = opts.seconds * RATE
     runs = [latency.unwrap(pcm, played, 0 if exact else 4)
-            for pcm, _ in recorders]
+            for pcm, _ in recordings]
     offsets, numbers, out = runs[0]
-    stamps = recorders[0][1]
+    stamps = recordings[0][1]
     kept_each = [stats["kept"] for _, _, stats in runs]
     out.update(exact=exact, reads=len(reads), probe_errors=probe_errors,
                kept=max(kept_each), kept_each=kept_each,
