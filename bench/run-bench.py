@@ -2149,6 +2149,11 @@ def plan(opts):
 
 
 def main():
+    # Python runs no finally on SIGTERM: a bench stopped with kill would
+    # leave its load spinning and its daemon playing, and void the next
+    # measurement on this host (or a CI run).  As an exception, the
+    # cleanup in conditions() and run_case() runs.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     opts = parse_args(sys.argv[1:])
     cases = plan(opts)
     stock10 = (opts.stock10 if any(c["binary"] == STOCK10 for c in cases)

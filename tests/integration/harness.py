@@ -402,7 +402,8 @@ class PulseDaemon:
         rec = Recorder(self, native)
         if not rec.wait_for(lambda data: len(data) > 0, 10):
             rec.stop()
-            raise AssertionError("parec never started recording")
+            tool = "pw-record" if native else "parec"
+            raise AssertionError(f"{tool} never started recording")
         return rec
 
 
@@ -463,7 +464,6 @@ class Recorder:
                    "--latency-msec=50"]
         self.proc = subprocess.Popen(prefix + cmd, env=env,
                                      stdout=subprocess.PIPE, cwd="/")
-        self.native = native
         self.data = bytearray()
         # (arrival time, bytes so far) per chunk: when the sink played
         # what (bench/latency.py).
