@@ -178,6 +178,7 @@ static void out_process(void *opaque)
     struct pw_buffer *b = pw_stream_dequeue_buffer(o->stream);
     struct spa_data *d;
     uint32_t n, got = 0;
+    int64_t began, last;
     unsigned epoch;
     bool first = false;
 
@@ -212,6 +213,14 @@ static void out_process(void *opaque)
         first = true;
     }
     /*
+     * The graph asks for a quantum once the sink has played the last one,
+     * or given it up: none of that is left to play.  A cycle that ran
+     * late is followed at once by the next, and both see the same clock;
+     * counted as still to play, the first one's quantum left the second
+     * one's rescue no room for what the guest had played meanwhile.
+     */
+    qatomic_set(&o->cycle_bytes, 0);
+    /*
      * A main loop that comes late leaves the ring short of what the guest
      * has played by now; the rescue moves that now, from here, rather than
      * play a gap (README-fork, "Filled in the cycle").
@@ -232,15 +241,22 @@ static void out_process(void *opaque)
      * runs up to a few milliseconds after that, and not by the same
      * each time.
      */
-    qatomic_set(&o->cycle_ns, o->position ? (int64_t)o->position->clock.nsec
-                                          : get_clock());
+    last = qatomic_read(&o->cycle_ns);
+    began = o->position ? (int64_t)o->position->clock.nsec : get_clock();
+    qatomic_set(&o->cycle_ns, began);
     if (got < n) {
         memset((uint8_t *)d->data + got, 0, n - got);
-        /* Before the first sound and after the last, silence is due. */
+        /*
+         * Before the first sound and after the last, silence is due.  The
+         * trace tells a cycle that came close behind the last (0 us: the
+         * second of two run together) from a main loop that held the
+         * lock through the rescue.
+         */
         if (o->primed && !qatomic_read(&o->draining)) {
             qatomic_set(&o->short_cycles,
                         qatomic_read(&o->short_cycles) + 1);
-            trace_pw_out_short(o->name, got, n);
+            trace_pw_out_short(o->name, got, n, (began - last) / SCALE_US,
+                               (get_clock() - began) / SCALE_US);
         }
     }
     d->chunk->offset = 0;
