@@ -444,7 +444,7 @@ bool pw_out_connecting(PWOut *o)
 
 /*
  * Of what the last cycle took from the ring, what the sink has yet to
- * play by now, at the stream's rate.
+ * play by now, at the stream's rate; nothing once the next one began.
  */
 static uint32_t unplayed(PWOut *o)
 {
